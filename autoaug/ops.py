@@ -1,0 +1,520 @@
+"""Image transforms: pure TensorFlow on uint8 NHWC batches, one table of ops.
+
+Every op takes ``images`` (uint8 ``[B, H, W, C]``, C = 1 or 3), a per-image float
+parameter ``param`` (``[B]``, already converted from a level) and a stateless
+random ``key`` (int64 ``[2]``), and returns a uint8 batch of the same shape.
+
+``OPS`` is the single place that answers "what does Rotate at level 7 mean?":
+each op declares the parameter it takes, its value at level 0 and level 10 for
+AutoAugment semantics (``aa``) and for TrivialAugment-Wide (``wide``), whether a
+random sign reflects it around the identity value, and whether it is truncated to
+an integer (AutoAugment's ``int_parameter``). Severity grows as the parameter
+moves away from ``identity``; ``OpSpec.severity`` states the direction.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Callable
+
+import tensorflow as tf
+
+MAX_LEVEL = 10.0
+FILL = 128  # AutoAugment/Model Garden fill for pixels moved in from outside
+
+
+class OpError(ValueError):
+    """A user asked for an op or a level that does not exist."""
+
+
+# --------------------------------------------------------------------------- helpers
+
+
+def _f32(images):
+    return tf.cast(images, tf.float32)
+
+
+def _per_image(v):
+    """[B] -> [B, 1, 1, 1] for broadcasting against NHWC."""
+    return tf.reshape(v, [-1, 1, 1, 1])
+
+
+def _to_uint8_trunc(x):
+    """Pillow's CLIP8 for float results: clip then truncate."""
+    return tf.cast(tf.clip_by_value(x, 0.0, 255.0), tf.uint8)
+
+
+def _to_uint8_round(x):
+    return tf.cast(tf.clip_by_value(tf.round(x), 0.0, 255.0), tf.uint8)
+
+
+def _blend(degenerate, images, factor):
+    """Pillow's Image.blend(degenerate, image, factor) on float inputs."""
+    return _to_uint8_trunc(degenerate + _per_image(factor) * (_f32(images) - degenerate))
+
+
+def _luma(images):
+    """Pillow's RGB->L conversion (ITU-R 601-2 in 16.16 fixed point), as int32 [B,H,W,1]."""
+    x = tf.cast(images, tf.int32)
+    if images.shape[-1] == 1:
+        return x
+    r, g, b = x[..., 0:1], x[..., 1:2], x[..., 2:3]
+    return tf.bitwise.right_shift(r * 19595 + g * 38470 + b * 7471 + 0x8000, 16)
+
+
+def _channels(images):
+    return tf.shape(images)[-1]
+
+
+def _apply_lut(images, lut):
+    """Per-image, per-channel lookup: lut is int32 [B, C, 256]."""
+    shape = tf.shape(images)
+    b, c = shape[0], shape[3]
+    x = tf.cast(images, tf.int32)
+    base = (tf.range(b)[:, None, None, None] * c + tf.range(c)[None, None, None, :]) * 256
+    out = tf.gather(tf.reshape(lut, [-1]), x + base)
+    return tf.cast(out, tf.uint8)
+
+
+def _uniform(key, shape, minval=0.0, maxval=1.0):
+    return tf.random.stateless_uniform(shape, seed=key, minval=minval, maxval=maxval)
+
+
+# --------------------------------------------------------------------------- photometric
+
+
+def identity(images, param, key):
+    return images
+
+
+def auto_contrast(images, param, key):
+    """ImageOps.autocontrast(cutoff=0): per channel, map [min, max] onto [0, 255]."""
+    x = _f32(images)
+    lo = tf.reduce_min(x, axis=[1, 2])  # [B, C]
+    hi = tf.reduce_max(x, axis=[1, 2])
+    lo64, hi64 = tf.cast(lo, tf.float64), tf.cast(hi, tf.float64)
+    scale = 255.0 / tf.maximum(hi64 - lo64, 1.0)
+    ix = tf.range(256, dtype=tf.float64)[None, None, :]
+    lut = tf.floor(ix * scale[..., None] - (lo64 * scale)[..., None])
+    lut = tf.cast(tf.clip_by_value(lut, 0.0, 255.0), tf.int32)
+    lut = tf.where((hi > lo)[..., None], lut, tf.range(256)[None, None, :])
+    return _apply_lut(images, lut)
+
+
+def equalize(images, param, key):
+    """ImageOps.equalize: Pillow's histogram-equalisation LUT, per image and channel."""
+    shape = tf.shape(images)
+    b, c = shape[0], shape[3]
+    x = tf.cast(images, tf.int32)
+    base = (tf.range(b)[:, None, None, None] * c + tf.range(c)[None, None, None, :]) * 256
+    hist = tf.math.bincount(tf.reshape(x + base, [-1]), minlength=b * c * 256, maxlength=b * c * 256)
+    hist = tf.reshape(hist, [b, c, 256])
+    bins = tf.range(256)[None, None, :]
+    last = tf.reduce_max(tf.where(hist > 0, bins, -1), axis=-1, keepdims=True)
+    last_count = tf.gather(hist, tf.maximum(last, 0), batch_dims=2)
+    step = (tf.reduce_sum(hist, axis=-1, keepdims=True) - last_count) // 255
+    before = tf.cumsum(hist, axis=-1, exclusive=True)
+    lut = (step // 2 + before) // tf.maximum(step, 1)
+    lut = tf.where(step > 0, tf.minimum(lut, 255), bins)
+    return _apply_lut(images, lut)
+
+
+def invert(images, param, key):
+    return 255 - images
+
+
+def solarize(images, param, key):
+    """ImageOps.solarize: invert every pixel >= threshold (256 = identity)."""
+    x = _f32(images)
+    return tf.where(x < _per_image(param), images, 255 - images)
+
+
+def solarize_add(images, param, key):
+    """Add `param` to pixels below 128, clipped (Model Garden's solarize_add)."""
+    x = _f32(images)
+    return tf.where(x < 128.0, _to_uint8_trunc(x + _per_image(param)), images)
+
+
+def posterize(images, param, key):
+    """ImageOps.posterize: keep the top `param` bits."""
+    bits = tf.cast(param, tf.int32)
+    mask = tf.bitwise.left_shift(tf.constant(255, tf.int32), 8 - bits) % 256
+    return tf.cast(tf.bitwise.bitwise_and(tf.cast(images, tf.int32), _per_image(mask)), tf.uint8)
+
+
+def color(images, param, key):
+    """ImageEnhance.Color: blend with the greyscale image."""
+    if images.shape[-1] == 1:
+        return images
+    return _blend(tf.cast(_luma(images), tf.float32), images, param)
+
+
+def contrast(images, param, key):
+    """ImageEnhance.Contrast: blend with the image's mean grey level (rounded)."""
+    mean = tf.reduce_mean(tf.cast(_luma(images), tf.float64), axis=[1, 2, 3])
+    mean = tf.cast(tf.floor(mean + 0.5), tf.float32)
+    return _blend(_per_image(mean), images, param)
+
+
+def brightness(images, param, key):
+    """ImageEnhance.Brightness: blend with black."""
+    return _blend(tf.zeros([], tf.float32), images, param)
+
+
+_SMOOTH = tf.constant([[1.0, 1.0, 1.0], [1.0, 5.0, 1.0], [1.0, 1.0, 1.0]]) / 13.0
+
+
+def sharpness(images, param, key):
+    """ImageEnhance.Sharpness: blend with ImageFilter.SMOOTH (borders kept as they are)."""
+    x = _f32(images)
+    c = _channels(images)
+    kernel = tf.tile(_SMOOTH[:, :, None, None], [1, 1, c, 1])
+    smooth = tf.round(tf.nn.depthwise_conv2d(x, kernel, [1, 1, 1, 1], "VALID"))
+    smooth = tf.pad(smooth, [[0, 0], [1, 1], [1, 1], [0, 0]])
+    shape = tf.shape(x)
+    h, w = shape[1], shape[2]
+    inner = tf.pad(tf.ones([h - 2, w - 2], tf.bool), [[1, 1], [1, 1]])[None, :, :, None]
+    degenerate = tf.where(inner, smooth, x)
+    return _blend(degenerate, images, param)
+
+
+def _hsv_jitter(images, param, hue: bool):
+    if images.shape[-1] == 1:
+        return images
+    hsv = tf.image.rgb_to_hsv(_f32(images) / 255.0)
+    h, s, v = tf.unstack(hsv, axis=-1)
+    if hue:
+        h = tf.math.floormod(h + tf.reshape(param, [-1, 1, 1]), 1.0)
+    else:
+        s = tf.clip_by_value(s * tf.reshape(param, [-1, 1, 1]), 0.0, 1.0)
+    rgb = tf.image.hsv_to_rgb(tf.stack([h, s, v], axis=-1))
+    return _to_uint8_round(rgb * 255.0)
+
+
+def hue(images, param, key):
+    """Rotate the hue by `param` turns of the colour circle."""
+    return _hsv_jitter(images, param, hue=True)
+
+
+def saturation(images, param, key):
+    """Scale HSV saturation by `param`."""
+    return _hsv_jitter(images, param, hue=False)
+
+
+def gaussian_noise(images, param, key):
+    """Add N(0, param) noise per pixel (param in 0..255 units)."""
+    noise = tf.random.stateless_normal(tf.shape(images), seed=key) * _per_image(param)
+    return _to_uint8_round(_f32(images) + noise)
+
+
+# --------------------------------------------------------------------------- geometric
+
+
+def _affine(images, matrix, fill):
+    """Pillow's Image.transform(AFFINE, NEAREST) per image.
+
+    ``matrix`` is [B, 6] = (a, b, c, d, e, f): the output pixel centred at (x+0.5, y+0.5)
+    samples the input at floor(a*x' + b*y' + c), floor(d*x' + e*y' + f). Pixels that
+    land outside the input take ``fill``.
+    """
+    shape = tf.shape(images)
+    bsz, h, w, c = shape[0], shape[1], shape[2], shape[3]
+    ys = tf.cast(tf.range(h), tf.float32) + 0.5
+    xs = tf.cast(tf.range(w), tf.float32) + 0.5
+    yy, xx = tf.meshgrid(ys, xs, indexing="ij")  # [H, W]
+    m = [tf.reshape(matrix[:, i], [-1, 1, 1]) for i in range(6)]
+    src_x = tf.floor(m[0] * xx + m[1] * yy + m[2])
+    src_y = tf.floor(m[3] * xx + m[4] * yy + m[5])
+    wf, hf = tf.cast(w, tf.float32), tf.cast(h, tf.float32)
+    valid = (src_x >= 0) & (src_x < wf) & (src_y >= 0) & (src_y < hf)
+    ix = tf.cast(tf.clip_by_value(src_x, 0, wf - 1), tf.int32)
+    iy = tf.cast(tf.clip_by_value(src_y, 0, hf - 1), tf.int32)
+    flat = (tf.range(bsz)[:, None, None] * h + iy) * w + ix
+    gathered = tf.gather(tf.reshape(images, [-1, c]), flat)
+    return tf.where(valid[..., None], gathered, tf.cast(fill, images.dtype))
+
+
+def _size(images):
+    shape = tf.shape(images)
+    return tf.cast(shape[1], tf.float32), tf.cast(shape[2], tf.float32)
+
+
+def rotate(images, param, key):
+    """Image.rotate(param degrees, NEAREST) about the centre, counter-clockwise."""
+    h, w = _size(images)
+    theta = -param * (math.pi / 180.0)
+    cos, sin = tf.cos(theta), tf.sin(theta)
+    cx, cy = w / 2.0, h / 2.0
+    c = cos * -cx + sin * -cy + cx
+    f = -sin * -cx + cos * -cy + cy
+    matrix = tf.stack([cos, sin, c, -sin, cos, f], axis=1)
+    return _affine(images, matrix, FILL)
+
+
+def _matrix(n, **entries):
+    eye = {"a": 1.0, "b": 0.0, "c": 0.0, "d": 0.0, "e": 1.0, "f": 0.0}
+    cols = [entries.get(k, tf.fill([n], v)) for k, v in eye.items()]
+    return tf.stack(cols, axis=1)
+
+
+def shear_x(images, param, key):
+    return _affine(images, _matrix(tf.shape(param)[0], b=param), FILL)
+
+
+def shear_y(images, param, key):
+    return _affine(images, _matrix(tf.shape(param)[0], d=param), FILL)
+
+
+def translate_x(images, param, key):
+    """Shift by param * width pixels (AutoAugment: up to 10 px on 32)."""
+    _, w = _size(images)
+    return _affine(images, _matrix(tf.shape(param)[0], c=param * w), FILL)
+
+
+def translate_y(images, param, key):
+    h, _ = _size(images)
+    return _affine(images, _matrix(tf.shape(param)[0], f=param * h), FILL)
+
+
+def flip_lr(images, param, key):
+    return tf.reverse(images, axis=[2])
+
+
+def flip_ud(images, param, key):
+    return tf.reverse(images, axis=[1])
+
+
+def pad_crop(images, param, key):
+    """Zero-pad by int(param * width) pixels and crop back at a random offset per image."""
+    h, w = _size(images)
+    pad = tf.floor(param * tf.minimum(h, w))
+    u = _uniform(key, [2, tf.shape(param)[0]])
+    dx = tf.floor(u[0] * (2 * pad + 1)) - pad
+    dy = tf.floor(u[1] * (2 * pad + 1)) - pad
+    return _affine(images, _matrix(tf.shape(param)[0], c=dx, f=dy), 0)
+
+
+def cutout(images, param, key):
+    """Fill a square of int(param * min(H, W)) pixels, centred at a random pixel, with grey.
+
+    The square is clipped at the borders (DeVries & Taylor; AutoAugment's Cutout).
+    """
+    h, w = _size(images)
+    size = tf.floor(param * tf.minimum(h, w) + 1e-4)
+    u = _uniform(key, [2, tf.shape(param)[0]])
+    cy, cx = tf.floor(u[0] * h), tf.floor(u[1] * w)
+    y0, x0 = cy - tf.floor(size / 2), cx - tf.floor(size / 2)
+    ys = tf.cast(tf.range(tf.shape(images)[1]), tf.float32)[None, :, None]
+    xs = tf.cast(tf.range(tf.shape(images)[2]), tf.float32)[None, None, :]
+    inside_y = (ys >= y0[:, None, None]) & (ys < (y0 + size)[:, None, None])
+    inside_x = (xs >= x0[:, None, None]) & (xs < (x0 + size)[:, None, None])
+    return tf.where((inside_y & inside_x)[..., None], tf.cast(FILL, tf.uint8), images)
+
+
+# --------------------------------------------------------------------------- batch ops (mix labels)
+
+
+def _beta(key, alpha, n):
+    """Beta(alpha, alpha) draws from stateless gammas; alpha <= 0 gives lambda = 1 (no mixing)."""
+    a = tf.maximum(alpha, 1e-3)
+    k1, k2 = tf.unstack(tf.random.experimental.stateless_split(key, 2))
+    g1 = tf.random.stateless_gamma([n], seed=k1, alpha=a)
+    g2 = tf.random.stateless_gamma([n], seed=k2, alpha=a)
+    lam = g1 / tf.maximum(g1 + g2, 1e-12)
+    return tf.where(alpha > 0, lam, tf.ones_like(lam))
+
+
+def mixup(images, labels, alpha, apply, key):
+    """MixUp with a shuffled copy of the batch; `apply` [B] bool selects the images that mix."""
+    n = tf.shape(images)[0]
+    k_perm, k_lam = tf.unstack(tf.random.experimental.stateless_split(key, 2))
+    perm = tf.argsort(_uniform(k_perm, [n]))
+    lam = tf.where(apply, _beta(k_lam, alpha, n), 1.0)
+    mixed = _per_image(lam) * _f32(images) + _per_image(1 - lam) * _f32(tf.gather(images, perm))
+    new_labels = lam[:, None] * labels + (1 - lam[:, None]) * tf.gather(labels, perm)
+    return _to_uint8_round(mixed), new_labels
+
+
+def cutmix(images, labels, alpha, apply, key):
+    """CutMix: paste a box of a shuffled partner; labels mix by the pasted area."""
+    n = tf.shape(images)[0]
+    h, w = _size(images)
+    k_perm, k_lam, k_pos = tf.unstack(tf.random.experimental.stateless_split(key, 3))
+    perm = tf.argsort(_uniform(k_perm, [n]))
+    lam = tf.where(apply, _beta(k_lam, alpha, n), 1.0)
+    cut = tf.sqrt(1.0 - lam)
+    bh, bw = tf.floor(h * cut), tf.floor(w * cut)
+    u = _uniform(k_pos, [2, n])
+    cy, cx = tf.floor(u[0] * h), tf.floor(u[1] * w)
+    y0 = tf.clip_by_value(cy - tf.floor(bh / 2), 0, h)
+    y1 = tf.clip_by_value(cy - tf.floor(bh / 2) + bh, 0, h)
+    x0 = tf.clip_by_value(cx - tf.floor(bw / 2), 0, w)
+    x1 = tf.clip_by_value(cx - tf.floor(bw / 2) + bw, 0, w)
+    ys = tf.cast(tf.range(tf.shape(images)[1]), tf.float32)[None, :, None]
+    xs = tf.cast(tf.range(tf.shape(images)[2]), tf.float32)[None, None, :]
+    box = ((ys >= y0[:, None, None]) & (ys < y1[:, None, None])
+           & (xs >= x0[:, None, None]) & (xs < x1[:, None, None]))
+    out = tf.where(box[..., None], tf.gather(images, perm), images)
+    area = (y1 - y0) * (x1 - x0) / (h * w)
+    new_labels = (1 - area[:, None]) * labels + area[:, None] * tf.gather(labels, perm)
+    return out, new_labels
+
+
+# --------------------------------------------------------------------------- the table
+
+
+@dataclass(frozen=True)
+class OpSpec:
+    """One op: its function and what its level means.
+
+    ``aa`` and ``wide`` are the parameter at level 0 and at level 10. With ``signed``,
+    a random sign per image reflects the parameter around ``identity``.
+    """
+
+    name: str
+    fn: Callable
+    param: str = ""
+    identity: float = 0.0
+    aa: tuple[float, float] = (0.0, 0.0)
+    wide: tuple[float, float] | None = None
+    signed: bool = False
+    integer: bool = False
+    random: bool = False  # uses its key (draws per image)
+    kind: str = "photometric"  # photometric | geometric | batch
+
+    @property
+    def has_level(self) -> bool:
+        return self.aa[0] != self.aa[1]
+
+    @property
+    def wide_range(self) -> tuple[float, float]:
+        return self.wide if self.wide is not None else self.aa
+
+    @property
+    def severity(self) -> str:
+        lo, hi = self.aa
+        if not self.has_level:
+            return "no level"
+        if min(lo, hi) < self.identity < max(lo, hi):
+            return "both ways from level 5 (identity at 5)"
+        return "grows with level"
+
+    def param_at(self, level: float, ranges: str = "aa") -> float:
+        lo, hi = self.aa if ranges == "aa" else self.wide_range
+        value = lo + (hi - lo) * float(level) / MAX_LEVEL
+        return float(math.floor(value)) if self.integer else value
+
+
+_ENH = dict(param="factor", identity=1.0, aa=(0.1, 1.9), wide=(1.0, 1.99), signed=False)
+# Enhance ops: AutoAugment spans 0.1..1.9 unsigned (identity at level 5);
+# TrivialAugment-Wide spans 1 +- 0.99 with a random sign (see OPS_WIDE_SIGNED).
+
+_TABLE = [
+    OpSpec("Identity", identity),
+    OpSpec("AutoContrast", auto_contrast),
+    OpSpec("Equalize", equalize),
+    OpSpec("Invert", invert),
+    OpSpec("Rotate", rotate, "degrees", 0.0, (0.0, 30.0), (0.0, 135.0), signed=True, kind="geometric"),
+    OpSpec("Solarize", solarize, "threshold", 256.0, (256.0, 0.0), (256.0, 0.0), integer=True),
+    OpSpec("SolarizeAdd", solarize_add, "addition", 0.0, (0.0, 110.0), integer=True),
+    OpSpec("Posterize", posterize, "bits", 8.0, (8.0, 4.0), (8.0, 2.0), integer=True),
+    OpSpec("Color", color, **_ENH),
+    OpSpec("Contrast", contrast, **_ENH),
+    OpSpec("Brightness", brightness, **_ENH),
+    OpSpec("Sharpness", sharpness, **_ENH),
+    OpSpec("ShearX", shear_x, "shear", 0.0, (0.0, 0.3), (0.0, 0.99), signed=True, kind="geometric"),
+    OpSpec("ShearY", shear_y, "shear", 0.0, (0.0, 0.3), (0.0, 0.99), signed=True, kind="geometric"),
+    OpSpec("TranslateX", translate_x, "fraction of width", 0.0, (0.0, 10 / 32), (0.0, 1.0),
+           signed=True, kind="geometric"),
+    OpSpec("TranslateY", translate_y, "fraction of height", 0.0, (0.0, 10 / 32), (0.0, 1.0),
+           signed=True, kind="geometric"),
+    OpSpec("Cutout", cutout, "fraction of side", 0.0, (0.0, 20 / 32), random=True, kind="geometric"),
+    OpSpec("FlipLR", flip_lr, kind="geometric"),
+    OpSpec("FlipUD", flip_ud, kind="geometric"),
+    OpSpec("PadCrop", pad_crop, "pad, fraction of side", 0.0, (0.0, 0.25), random=True, kind="geometric"),
+    OpSpec("GaussianNoise", gaussian_noise, "sigma (0..255 units)", 0.0, (0.0, 25.5), (0.0, 51.0),
+           random=True),
+    OpSpec("Hue", hue, "turns of the hue circle", 0.0, (0.0, 0.2), (0.0, 0.5), signed=True),
+    OpSpec("Saturation", saturation, "factor", 1.0, (1.0, 2.0), (1.0, 2.0), signed=True),
+    OpSpec("MixUp", mixup, "Beta alpha", 0.0, (0.0, 1.0), random=True, kind="batch"),
+    OpSpec("CutMix", cutmix, "Beta alpha", 0.0, (0.0, 1.0), random=True, kind="batch"),
+]
+OPS: dict[str, OpSpec] = {spec.name: spec for spec in _TABLE}
+OP_NAMES: list[str] = [spec.name for spec in _TABLE]
+OP_INDEX: dict[str, int] = {name: i for i, name in enumerate(OP_NAMES)}
+# Ops that a sub-policy may use: everything that works image by image.
+IMAGE_OPS: list[str] = [s.name for s in _TABLE if s.kind != "batch"]
+BATCH_OPS: list[str] = [s.name for s in _TABLE if s.kind == "batch"]
+# TrivialAugment-Wide draws a random sign for the enhance ops (1 +- delta).
+OPS_WIDE_SIGNED = {"Color", "Contrast", "Brightness", "Sharpness"}
+
+# The AutoAugment paper's search space (16 ops) and RandAugment's 14.
+AUTOAUGMENT_OPS = ["ShearX", "ShearY", "TranslateX", "TranslateY", "Rotate", "AutoContrast",
+                   "Invert", "Equalize", "Solarize", "Posterize", "Contrast", "Color",
+                   "Brightness", "Sharpness", "Cutout", "SolarizeAdd"]
+RANDAUGMENT_OPS = ["Identity", "AutoContrast", "Equalize", "Rotate", "Solarize", "Color",
+                   "Posterize", "Contrast", "Brightness", "Sharpness", "ShearX", "ShearY",
+                   "TranslateX", "TranslateY"]
+TRIVIALAUGMENT_OPS = RANDAUGMENT_OPS
+
+
+def range_table(ranges: str = "aa") -> tf.Tensor:
+    """Per-op [lo, hi, signed, identity, integer] as a float32 [n_ops, 5] tensor.
+
+    Passed into the augmentation graph as data, so AutoAugment and Wide ranges share a trace.
+    """
+    if ranges not in ("aa", "wide"):
+        raise OpError(f"unknown magnitude ranges {ranges!r}: use 'aa' or 'wide'")
+    rows = []
+    for spec in _TABLE:
+        lo, hi = spec.aa if ranges == "aa" else spec.wide_range
+        signed = spec.signed or (ranges == "wide" and spec.name in OPS_WIDE_SIGNED)
+        rows.append([lo, hi, float(signed), spec.identity, float(spec.integer)])
+    return tf.constant(rows, tf.float32)
+
+
+def levels_to_params(op_ids, levels, signs, table):
+    """Vectorised level -> parameter for per-image op ids; signs are +-1 per image."""
+    row = tf.gather(table, op_ids)
+    lo, hi, signed, ident, integer = tf.unstack(row, axis=-1)
+    value = lo + (hi - lo) * levels / MAX_LEVEL
+    value = tf.where(integer > 0, tf.floor(value), value)
+    return tf.where((signed > 0) & (signs < 0), 2.0 * ident - value, value)
+
+
+def get_op(name: str) -> OpSpec:
+    try:
+        return OPS[name]
+    except KeyError:
+        raise OpError(f"unknown op {name!r}; known ops: {', '.join(OP_NAMES)}") from None
+
+
+def seed_key(seed) -> tf.Tensor:
+    """An int seed, a pair, or a [2] tensor -> an int64 [2] stateless key."""
+    if isinstance(seed, int):
+        return tf.constant([seed, 0], tf.int64)
+    key = tf.cast(tf.convert_to_tensor(seed), tf.int64)
+    return tf.reshape(key, [2])
+
+
+def apply_op(name: str, images, level: float, seed=0, ranges: str = "aa"):
+    """Apply one op to a batch (or a single HWC image) at one level, positive sign, always.
+
+    Deterministic for a given ``seed``; the seed matters only for ops that draw
+    (Cutout, PadCrop, GaussianNoise). Returns a uint8 tensor shaped like ``images``.
+    """
+    spec = get_op(name)
+    if spec.kind == "batch":
+        raise OpError(f"{name} mixes images and labels; use it as a policy stage, not apply_op")
+    if not 0.0 <= float(level) <= MAX_LEVEL:
+        raise OpError(f"level {level} for {name} is outside 0..{MAX_LEVEL:g}")
+    images = tf.convert_to_tensor(images)
+    if images.dtype != tf.uint8:
+        raise OpError(f"images must be uint8, got {images.dtype.name}")
+    single = images.shape.rank == 3
+    batch = images[None] if single else images
+    if batch.shape.rank != 4 or batch.shape[-1] not in (1, 3):
+        raise OpError(f"images must be [B, H, W, C] with C = 1 or 3, got shape {images.shape}")
+    param = tf.fill([tf.shape(batch)[0]], spec.param_at(level, ranges))
+    out = spec.fn(batch, param, seed_key(seed))
+    return out[0] if single else out
