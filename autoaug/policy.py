@@ -43,7 +43,7 @@ class Step:
                 f"{where}: level {self.level!r} for {self.op} is outside 0..{ops.MAX_LEVEL:g}")
 
     def to_dict(self) -> dict:
-        return {"op": self.op, "p": round(float(self.p), 6), "level": round(float(self.level), 6)}
+        return {"op": self.op, "p": float(self.p), "level": float(self.level)}
 
     def __str__(self) -> str:
         return f"{self.op} p={self.p:g} L={self.level:g}"
@@ -173,7 +173,7 @@ class Policy:
         stages = d.get("stages", [POLICY_STAGE])
         if not isinstance(stages, list):
             raise PolicyError("'stages' must be a list")
-        stages = [s if s == POLICY_STAGE else _step_from(s, f"stage {i}") for i, s in enumerate(stages)]
+        stages = [_stage_from(s, f"stage {i}") for i, s in enumerate(stages)]
         meta = d.get("meta", {})
         if not isinstance(meta, dict):
             raise PolicyError("'meta' must be an object")
@@ -207,6 +207,15 @@ class Policy:
             else:
                 parts.append(str(s))
         return " -> ".join(parts) if parts else "(no augmentation)"
+
+
+def _stage_from(obj, where: str):
+    """'policy', a stage name ('flip', 'crop', 'cutout') or a step."""
+    if isinstance(obj, str):
+        if obj == POLICY_STAGE or obj in STAGES:
+            return STAGES.get(obj, obj)
+        raise PolicyError(f"{where}: unknown stage {obj!r} (use 'policy', {', '.join(map(repr, STAGES))} or a step)")
+    return _step_from(obj, where)
 
 
 def _step_from(obj, where: str) -> Step:
@@ -281,7 +290,7 @@ def randaugment(n: int = 2, m: float = 9.0, ops_list=ops.RANDAUGMENT_OPS) -> Pol
 
 def trivialaugment_wide(bins: int = 31) -> Policy:
     """TrivialAugment-Wide: one op uniformly, one of `bins` magnitudes uniformly, wide ranges."""
-    levels = [ops.MAX_LEVEL * i / (bins - 1) for i in range(bins)]
+    levels = [round(ops.MAX_LEVEL * i / (bins - 1), 4) for i in range(bins)]
     subs = tuple((Step(op, 1.0, lv),) for op in ops.TRIVIALAUGMENT_OPS for lv in levels)
     return Policy(subs, (POLICY_STAGE,), "wide", "trivialaugment-wide")
 

@@ -1,0 +1,36 @@
+"""A PNG grid of augmented samples: row 0 the originals, then one row per augmented copy."""
+from __future__ import annotations
+
+import os
+
+import numpy as np
+from PIL import Image
+
+from .pipeline import augmented_samples
+from .policy import Policy
+
+
+def grid_image(samples: np.ndarray, scale: int = 3, pad: int = 2) -> Image.Image:
+    """[rows, cols, H, W, C] uint8 -> one PIL image with a white gap between cells."""
+    rows, cols, h, w, c = samples.shape
+    canvas = np.full((rows * (h + pad) + pad, cols * (w + pad) + pad, 3), 255, np.uint8)
+    for r in range(rows):
+        for k in range(cols):
+            cell = samples[r, k]
+            if c == 1:
+                cell = np.repeat(cell, 3, axis=-1)
+            y, x = pad + r * (h + pad), pad + k * (w + pad)
+            canvas[y:y + h, x:x + w] = cell
+    img = Image.fromarray(canvas)
+    return img.resize((img.width * scale, img.height * scale), Image.NEAREST)
+
+
+def write_preview(x: np.ndarray, policy: Policy, path: str, n: int = 8, copies: int = 5,
+                  seed: int = 0) -> str:
+    """Write the grid atomically to `path` and return the path."""
+    img = grid_image(augmented_samples(x, policy, n=n, copies=copies, seed=seed))
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    tmp = f"{path}.tmp{os.getpid()}.png"
+    img.save(tmp)
+    os.replace(tmp, path)
+    return path

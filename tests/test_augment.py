@@ -1,0 +1,115 @@
+import numpy as np
+import pytest
+import tensorflow as tf
+
+import autoaug
+from autoaug import augment
+from autoaug.pipeline import train_dataset
+from autoaug.policy import Policy, PolicyError, Step, builtin
+
+
+def _one(op, p=1.0, level=5.0):
+    return Policy(((Step(op, p, level),),))
+
+
+def test_probability_one_and_zero(photos):
+    x = photos[:16]
+    assert np.array_equal(_one("Invert").apply(x, seed=1).numpy(), 255 - x)
+    assert np.array_equal(_one("Invert", p=0.0).apply(x, seed=1).numpy(), x)
+
+
+def test_steps_run_in_order(photos):
+    x = photos[:8]
+    posterize_then_invert = Policy(((Step("Posterize", 1, 10), Step("Invert", 1, 0)),))
+    expected = 255 - (x & 0xF0)
+    assert np.array_equal(posterize_then_invert.apply(x).numpy(), expected)
+
+
+def test_each_image_draws_its_own_sub_policy(photos):
+    # 64 copies of one image: a per-batch implementation would give one result for all.
+    x = np.repeat(photos[:1], 64, axis=0)
+    out = builtin("autoaugment-cifar10").apply(x, seed=0).numpy()
+    distinct = {o.tobytes() for o in out}
+    assert len(distinct) >= 10
+    half = Policy(((Step("Invert", 1, 0),), (Step("Identity", 1, 0),)))
+    inverted = np.mean([np.array_equal(o, 255 - x[0]) for o in half.apply(np.repeat(x, 8, 0), seed=3).numpy()])
+    assert 0.35 < inverted < 0.65
+
+
+def test_signs_are_drawn_per_image(photos):
+    x = np.repeat(photos[:1], 32, axis=0)
+    out = _one("Rotate", 1.0, 10).apply(x, seed=5).numpy()
+    plus = autoaug.ops.apply_op("Rotate", x[:1], 10).numpy()[0]
+    matches = np.array([np.array_equal(o, plus) for o in out])
+    assert 0 < matches.sum() < 32
+
+
+def test_same_seed_same_pixels_different_seed_differs(photos):
+    p = builtin("autoaugment-cifar10+standard+cutout")
+    a, b = p.apply(photos, seed=7).numpy(), p.apply(photos, seed=7).numpy()
+    c = p.apply(photos, seed=8).numpy()
+    d = p.apply(photos, seed=7, epoch=1).numpy()
+    assert np.array_equal(a, b)
+    assert not np.array_equal(a, c) and not np.array_equal(a, d)
+
+
+def _epochs(ds, n):
+    return [tuple(t.numpy() for t in batch) for batch in ds.take(n)]
+
+
+def test_pipeline_reproducible_whatever_parallelism(photos):
+    y = np.arange(len(photos)) % 10
+    p = builtin("trivialaugment-wide+standard")
+    serial = _epochs(train_dataset(photos, y, p, batch_size=32, num_classes=10, seed=3,
+                                   num_parallel_calls=1), 12)
+    parallel = _epochs(train_dataset(photos, y, p, batch_size=32, num_classes=10, seed=3,
+                                     num_parallel_calls=tf.data.AUTOTUNE), 12)
+    for (xa, ya), (xb, yb) in zip(serial, parallel):
+        assert np.array_equal(xa, xb) and np.array_equal(ya, yb)
+    other = _epochs(train_dataset(photos, y, p, batch_size=32, num_classes=10, seed=4), 1)
+    assert not np.array_equal(serial[0][0], other[0][0])
+
+
+def test_no_retrace_for_policies_of_the_same_shape(photos):
+    y = np.arange(len(photos)) % 10
+    builtin("autoaugment-cifar10").apply(photos[:4])  # trace once for this shape
+    before = augment.tracing_count()
+    rng = np.random.RandomState(0)
+    for trial in range(5):
+        ops_ = rng.choice(autoaug.ops.AUTOAUGMENT_OPS, size=(rng.randint(1, 30), 2))
+        p = Policy(tuple(tuple(Step(str(o), float(rng.rand()), float(rng.randint(11))) for o in row)
+                         for row in ops_), ranges=("aa", "wide")[trial % 2])
+        p.apply(photos[:8], seed=trial)
+        next(iter(train_dataset(photos, y, p, batch_size=16, num_classes=10, seed=trial)))
+    assert augment.tracing_count() == before
+
+
+def test_mixup_stage_mixes_labels(photos):
+    y = tf.one_hot(np.arange(32) % 10, 10)
+    p = builtin("standard").with_stages(["flip", Step("MixUp", 1.0, 10)])
+    images, labels = p.apply(photos[:32], y, seed=1)
+    np.testing.assert_allclose(labels.numpy().sum(axis=1), 1.0, atol=1e-5)
+    assert (labels.numpy().max(axis=1) < 0.999).any()
+    with pytest.raises(PolicyError, match="pass one-hot labels"):
+        p.apply(photos[:4])
+
+
+def test_keras_layer_serializes_and_augments_only_in_training(photos):
+    import keras
+    layer = builtin("autoaugment-cifar10").as_layer(seed=3)
+    x = photos[:8].astype("float32")
+    assert np.array_equal(layer(x, training=False), x)
+    assert not np.array_equal(layer(x, training=True), x)
+    clone = augment.PolicyLayer.from_config(layer.get_config())
+    assert clone.policy == layer.policy and clone.seed == 3
+    model = keras.Sequential([keras.Input((32, 32, 3)), layer, keras.layers.Flatten()])
+    restored = keras.models.model_from_json(model.to_json())
+    assert restored.layers[0].policy == layer.policy
+
+
+def test_bad_images_are_rejected(photos):
+    p = builtin("autoaugment-cifar10")
+    with pytest.raises(PolicyError, match="uint8"):
+        p.apply(photos.astype("float32"))
+    with pytest.raises(PolicyError, match="C = 1 or 3"):
+        p.apply(photos[..., :2])
