@@ -22,14 +22,14 @@ def _labels(y, num_classes: int, one_hot: bool):
 
 def train_dataset(x: np.ndarray, y: np.ndarray, policy: Policy, *, batch_size: int,
                   num_classes: int, seed: int = 0, epochs: int | None = None,
-                  num_parallel_calls=tf.data.AUTOTUNE) -> tf.data.Dataset:
+                  one_hot: bool = False, num_parallel_calls=tf.data.AUTOTUNE) -> tf.data.Dataset:
     """Augmented training batches of (float32 images in 0..255, labels).
 
-    Labels are one-hot when the policy mixes them (MixUp/CutMix), integer otherwise.
+    Labels are one-hot when asked or when the policy mixes them (MixUp/CutMix).
     With ``epochs=None`` the dataset repeats forever; pass ``steps_per_epoch`` to fit.
     """
     steps = steps_per_epoch(len(x), batch_size)
-    one_hot = policy.uses_labels
+    one_hot = one_hot or policy.uses_labels
     ds = tf.data.Dataset.from_tensor_slices((x, y))
     ds = ds.shuffle(len(x), seed=seed, reshuffle_each_iteration=True)
     ds = ds.batch(batch_size).repeat(epochs).enumerate()
@@ -38,7 +38,7 @@ def train_dataset(x: np.ndarray, y: np.ndarray, policy: Policy, *, batch_size: i
         images, labels = batch
         labels = _labels(labels, num_classes, one_hot)
         epoch, index = g // steps, g % steps
-        if one_hot:
+        if policy.uses_labels:
             images, labels = policy.apply(images, labels, seed=seed, epoch=epoch, index=index)
         else:
             images = policy.apply(images, seed=seed, epoch=epoch, index=index)

@@ -28,7 +28,8 @@ def grid_image(samples: np.ndarray, scale: int = 3, pad: int = 2) -> Image.Image
 def write_preview(x: np.ndarray, policy: Policy, path: str, n: int = 8, copies: int = 5,
                   seed: int = 0) -> str:
     """Write the grid atomically to `path` and return the path."""
-    img = grid_image(augmented_samples(x, policy, n=n, copies=copies, seed=seed))
+    spread = x[np.linspace(0, len(x) - 1, min(n, len(x))).astype(int)]  # not all of one class
+    img = grid_image(augmented_samples(spread, policy, n=n, copies=copies, seed=seed))
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
     tmp = f"{path}.tmp{os.getpid()}.png"
     img.save(tmp)

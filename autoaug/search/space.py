@@ -1,0 +1,160 @@
+"""Search spaces: YAML -> named parameters -> Policy.
+
+A space knows nothing of Optuna or KerasTuner. It asks a ``Suggest`` object for each
+parameter (categorical, int or float, always with the same choices) and turns the
+answers into a Policy. Drivers adapt their trial objects to ``Suggest``.
+
+Kinds:
+  autoaugment     K sub-policies x L steps; each step an op, a probability and a level
+  randaugment     N ops drawn uniformly per image, all at magnitude M
+  trivialaugment  one op per image from a searched op set, level uniform up to a searched cap
+Every kind may also search the order of the stages (policy, flip, crop, cutout) as a permutation.
+"""
+from __future__ import annotations
+
+import hashlib
+import itertools
+import json
+from dataclasses import dataclass
+from typing import Protocol
+
+from .. import ops
+from ..config import ConfigError, read_yaml
+from ..policy import POLICY_STAGE, STAGES, Policy, Step
+
+KINDS = ("autoaugment", "randaugment", "trivialaugment")
+_OP_SETS = {"autoaugment": ops.AUTOAUGMENT_OPS, "randaugment": ops.RANDAUGMENT_OPS,
+            "all": ops.IMAGE_OPS}
+
+
+class Suggest(Protocol):
+    def categorical(self, name: str, choices: list): ...
+    def int(self, name: str, low: int, high: int): ...
+    def float(self, name: str, low: float, high: float): ...
+
+
+@dataclass(frozen=True)
+class SearchSpace:
+    kind: str
+    ops: tuple
+    sub_policies: int = 5
+    steps: int = 2
+    probabilities: tuple = tuple(round(i / 10, 1) for i in range(11))
+    levels: tuple = tuple(range(11))
+    ranges: str = "aa"
+    stages: tuple = (POLICY_STAGE, "flip", "crop")
+    search_order: bool = True
+    name: str = ""
+
+    def to_dict(self) -> dict:
+        return {"kind": self.kind, "ops": list(self.ops), "sub_policies": self.sub_policies,
+                "steps": self.steps, "probabilities": list(self.probabilities),
+                "levels": list(self.levels), "ranges": self.ranges, "stages": list(self.stages),
+                "search_order": self.search_order, "name": self.name}
+
+    def digest(self) -> str:
+        return hashlib.sha256(json.dumps(self.to_dict(), sort_keys=True).encode()).hexdigest()[:12]
+
+    @property
+    def orders(self) -> list[str]:
+        """Every permutation of the stages, as a fixed list of categorical choices."""
+        if not self.search_order:
+            return [">".join(self.stages)]
+        return [">".join(p) for p in itertools.permutations(self.stages)]
+
+    # ------------------------------------------------------------------ sampling
+    def sample(self, suggest: Suggest) -> Policy:
+        if self.kind == "autoaugment":
+            subs = []
+            for k in range(self.sub_policies):
+                steps = []
+                for s in range(self.steps):
+                    key = f"sp{k}.step{s}"
+                    op = suggest.categorical(f"{key}.op", list(self.ops))
+                    p = suggest.categorical(f"{key}.p", list(self.probabilities))
+                    level = suggest.categorical(f"{key}.level", list(self.levels))
+                    steps.append(Step(op, float(p), float(level)))
+                subs.append(tuple(steps))
+        elif self.kind == "randaugment":
+            n = suggest.int("n", 1, self.steps)
+            m = suggest.categorical("m", list(self.levels))
+            subs = [tuple(Step(op, 1.0, float(m)) for op in combo)
+                    for combo in itertools.product(self.ops, repeat=n)]
+        else:  # trivialaugment
+            chosen = [op for op in self.ops if suggest.categorical(f"use.{op}", [True, False])]
+            cap = suggest.categorical("max_level", [lv for lv in self.levels if lv > 0])
+            chosen = chosen or ["Identity"]
+            grid = [round(cap * i / 10, 4) for i in range(11)]
+            subs = [(Step(op, 1.0, float(lv)),) for op in chosen for lv in grid]
+        order = suggest.categorical("order", self.orders).split(">")
+        return Policy(tuple(subs), (), self.ranges).with_stages(order)
+
+
+def _number_list(value, key: str, lo: float, hi: float) -> tuple:
+    if not isinstance(value, list) or not value:
+        raise ConfigError(f"'{key}' must be a non-empty list of numbers")
+    for v in value:
+        if isinstance(v, bool) or not isinstance(v, (int, float)) or not lo <= v <= hi:
+            raise ConfigError(f"'{key}' holds {v!r}, outside {lo:g}..{hi:g}")
+    return tuple(value)
+
+
+def space_from_dict(d: dict, name: str = "") -> SearchSpace:
+    known = {"kind", "ops", "sub_policies", "steps", "probabilities", "levels", "ranges", "stages",
+             "search_order", "name"}
+    unknown = set(d) - known
+    if unknown:
+        raise ConfigError(f"unknown search-space keys: {', '.join(sorted(unknown))}")
+    kind = d.get("kind", "autoaugment")
+    if kind not in KINDS:
+        raise ConfigError(f"'kind' must be one of {', '.join(KINDS)}, got {kind!r}")
+    op_list = d.get("ops", "autoaugment" if kind == "autoaugment" else "randaugment")
+    if isinstance(op_list, str):
+        if op_list not in _OP_SETS:
+            raise ConfigError(f"'ops' names an unknown op set {op_list!r} (use {', '.join(_OP_SETS)} or a list)")
+        op_list = _OP_SETS[op_list]
+    if not isinstance(op_list, list) or not op_list:
+        raise ConfigError("'ops' must be an op-set name or a non-empty list of ops")
+    for op in op_list:
+        if op not in ops.IMAGE_OPS:
+            raise ConfigError(f"'ops' holds unknown or batch-only op {op!r}")
+    stages = d.get("stages", [POLICY_STAGE, "flip", "crop"])
+    if not isinstance(stages, list) or POLICY_STAGE not in stages or len(set(stages)) != len(stages):
+        raise ConfigError("'stages' must list 'policy' once, plus any of flip, crop, cutout")
+    for s in stages:
+        if s != POLICY_STAGE and s not in STAGES:
+            raise ConfigError(f"'stages' holds unknown stage {s!r} (use policy, {', '.join(STAGES)})")
+    ints = {}
+    for key, default in (("sub_policies", 5), ("steps", 2)):
+        v = d.get(key, default)
+        if isinstance(v, bool) or not isinstance(v, int) or not 1 <= v <= 64:
+            raise ConfigError(f"'{key}' must be an integer in 1..64, got {v!r}")
+        ints[key] = v
+    if kind == "randaugment" and ints["steps"] > 3:
+        raise ConfigError("'steps' (RandAugment's largest N) must be at most 3")
+    ranges = d.get("ranges", "wide" if kind == "trivialaugment" else "aa")
+    if ranges not in ("aa", "wide"):
+        raise ConfigError(f"'ranges' must be aa or wide, got {ranges!r}")
+    search_order = d.get("search_order", True)
+    if not isinstance(search_order, bool):
+        raise ConfigError("'search_order' must be true or false")
+    return SearchSpace(
+        kind=kind, ops=tuple(op_list), ranges=ranges, stages=tuple(stages),
+        search_order=search_order, name=d.get("name", name) or name,
+        probabilities=_number_list(d.get("probabilities", list(SearchSpace.probabilities)),
+                                   "probabilities", 0.0, 1.0),
+        levels=_number_list(d.get("levels", list(SearchSpace.levels)), "levels", 0, ops.MAX_LEVEL),
+        **ints)
+
+
+def load_space(source) -> SearchSpace:
+    """A search space from a YAML path or an inline mapping; errors name the file."""
+    if isinstance(source, dict):
+        return space_from_dict(source, "inline")
+    import os
+    name = os.path.splitext(os.path.basename(source))[0]
+    try:
+        return space_from_dict(read_yaml(source, "search-space"), name)
+    except ConfigError as e:
+        msg = str(e)
+        raise ConfigError(msg if msg.startswith(source) else f"{source}: {msg}") from None

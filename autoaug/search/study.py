@@ -1,0 +1,125 @@
+"""What every driver shares: the data, the objective, the MLflow logging of one trial.
+
+A driver turns its trial into a Policy (through the search space) and calls
+``StudyContext.run_trial``. This module knows nothing of Optuna or KerasTuner; the
+driver passes in the exception class it uses for "pruned".
+"""
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass, field
+from typing import Callable
+
+from .. import tracking
+from ..config import resolve
+from ..data import load_dataset, reduced_split
+from ..policy import Policy, builtin
+from .space import SearchSpace, load_space
+
+
+def failure_reason(e: BaseException) -> str:
+    """One line: the exception type and the first line of its message."""
+    text = str(e).strip().splitlines()
+    return f"{type(e).__name__}: {text[0][:500]}" if text else type(e).__name__
+
+
+@dataclass
+class TrialOutcome:
+    number: int
+    state: str  # complete | pruned | failed
+    value: float | None
+    policy: Policy
+    run_id: str
+    seconds: float
+    baseline: str | None = None
+    reason: str | None = None
+
+
+@dataclass
+class StudyContext:
+    cfg: dict
+    space: SearchSpace
+    tracker: tracking.Tracker
+    arrays: tuple = ()
+    num_classes: int = 0
+    outcomes: list = field(default_factory=list)
+
+    @classmethod
+    def create(cls, cfg: dict) -> "StudyContext":
+        space = load_space(resolve(cfg["search_space"], cfg) if isinstance(cfg["search_space"], str)
+                           else cfg["search_space"])
+        cfg["_space_hash"] = space.digest()
+        for name in cfg["baselines"]:
+            builtin(name)  # a bad baseline name fails now, before anything is written
+        d = cfg["data"]
+        source = resolve(d["source"], cfg)
+        ds = load_dataset(source)
+        arrays = reduced_split(ds, d["n_train"], d["n_val"], seed=d["split_seed"])
+        tracker = tracking.Tracker(cfg["tracking_uri"], cfg["name"])
+        tracker.start_study(cfg["name"], cfg, space.to_dict(), cfg["storage"])
+        return cls(cfg, space, tracker, arrays, ds.num_classes)
+
+    def baseline_policy(self, name: str) -> Policy:
+        return builtin(name)
+
+    def run_trial(self, number: int, policy: Policy, driver_params: dict, *,
+                  report: Callable[[int, float], None] | None = None,
+                  pruned: type[BaseException] = (), baseline: str | None = None,
+                  epochs: int | None = None,
+                  on_start: Callable[[str], None] | None = None) -> TrialOutcome:
+        """Train the proxy with `policy`, log everything to a child run, return the outcome.
+
+        `report(epoch, val_accuracy)` is the driver's pruning hook; it raises `pruned`.
+        Exceptions propagate after the run is closed as failed (or pruned).
+        """
+        from ..preview import grid_image
+        from ..pipeline import augmented_samples
+        from ..train import train_model
+
+        cfg, t = self.cfg, self.cfg["training"]
+        x_tr, y_tr, x_val, y_val = self.arrays
+        tags = {"autoaug.baseline": baseline} if baseline else {}
+        run_id = self.tracker.start_trial(number, policy, driver_params, tags)
+        if on_start is not None:
+            on_start(run_id)
+        start = time.perf_counter()
+
+        def on_epoch(epoch: int, metrics: dict) -> None:
+            self.tracker.log_metrics(run_id, metrics, step=epoch)
+            if report is not None:
+                report(epoch, metrics["val_accuracy"])
+
+        try:
+            samples = augmented_samples(x_tr, policy, n=cfg["preview_samples"], copies=4, seed=cfg["seed"])
+            self.tracker.log_image(run_id, grid_image(samples), "samples.png")
+            result = train_model(x_tr, y_tr, x_val, y_val, policy, model=cfg["model"]["name"],
+                                 num_classes=self.num_classes, epochs=epochs or t["epochs"],
+                                 batch_size=t["batch_size"], learning_rate=t["learning_rate"],
+                                 weight_decay=t["weight_decay"], label_smoothing=t["label_smoothing"],
+                                 seed=cfg["seed"] + number, on_epoch=on_epoch)
+        except BaseException as e:
+            state = "pruned" if pruned and isinstance(e, pruned) else "failed"
+            reason = None if state == "pruned" else failure_reason(e)
+            seconds = time.perf_counter() - start
+            self.tracker.end_trial(run_id, state, {"duration_s": seconds}, reason=reason)
+            self.outcomes.append(TrialOutcome(number, state, None, policy, run_id, seconds, baseline, reason))
+            raise
+        seconds = time.perf_counter() - start
+        value = float(result.val_accuracy)
+        if not math.isfinite(value):
+            value = float("nan")
+        self.tracker.end_trial(run_id, "complete", {
+            "val_accuracy_final": value, "best_val_accuracy": result.best_val_accuracy,
+            "duration_s": seconds, "train_s": result.seconds,
+            "augment_images_per_sec": result.augment_images_per_sec})
+        outcome = TrialOutcome(number, "complete", value, policy, run_id, seconds, baseline)
+        self.outcomes.append(outcome)
+        return outcome
+
+    def finish(self, best: dict | None, figures: dict | None = None) -> None:
+        """Tag the parent with the best trial (from MLflow, so all workers count)."""
+        if best is not None:
+            best["policy"] = Policy.from_json(self.tracker.read_text(best["run_id"], "policy.json"))
+            best["policy_hash"] = best["policy"].digest()
+        self.tracker.finish_study(best, figures)

@@ -1,0 +1,221 @@
+"""The only module that talks to MLflow.
+
+One parent run per study (tags ``autoaug.study``, ``autoaug.role=parent``), one nested
+child run per trial (``mlflow.parentRunId``). Everything goes through ``MlflowClient``
+with explicit run ids, so parallel trials and workers never share an "active run".
+Credentials in URLs are redacted before anything is logged or printed.
+"""
+from __future__ import annotations
+
+import json
+import os
+import re
+import subprocess
+import tempfile
+import time
+
+from . import __version__
+
+PARENT, TRIAL, TRAIN = "parent", "trial", "train"
+_MAX_READABLE_SUBPOLICIES = 25
+
+
+class TrackingError(RuntimeError):
+    """The tracking store cannot be used; one line naming it."""
+
+
+def redact(url: str | None) -> str | None:
+    """Hide the password in scheme://user:password@host URLs."""
+    if not url:
+        return url
+    return re.sub(r"(://[^/:@]+):[^@/]*@", r"\1:***@", str(url))
+
+
+def code_version() -> str:
+    here = os.path.dirname(os.path.abspath(__file__))
+    try:
+        sha = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=here, capture_output=True,
+                             text=True, timeout=5).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        sha = ""
+    return f"{__version__}+{sha}" if sha else __version__
+
+
+def _mlflow():
+    import mlflow
+    return mlflow
+
+
+def client(tracking_uri: str):
+    from mlflow.tracking import MlflowClient
+    return MlflowClient(tracking_uri=tracking_uri)
+
+
+def policy_params(policy) -> dict:
+    """Short readable params: one per step (`sp0.step1 = Rotate p=0.7 L=2`), stages, hash."""
+    params = {"policy_hash": policy.digest(), "policy_name": policy.name or "searched",
+              "stages": ">".join(s if isinstance(s, str) else s.op for s in policy.stages) or "(none)",
+              "ranges": policy.ranges, "num_sub_policies": len(policy.sub_policies)}
+    if len(policy.sub_policies) <= _MAX_READABLE_SUBPOLICIES:
+        for k, sub in enumerate(policy.sub_policies):
+            for i, step in enumerate(sub):
+                params[f"sp{k}.step{i}"] = str(step)
+    return params
+
+
+class Tracker:
+    """Logs a study to MLflow: `start_study`, then per trial `start_trial` ... `end_trial`."""
+
+    def __init__(self, tracking_uri: str, experiment: str):
+        self.uri = tracking_uri
+        self.experiment_name = experiment
+        self.client = client(tracking_uri)
+        try:
+            exp = self.client.get_experiment_by_name(experiment)
+            self.experiment_id = exp.experiment_id if exp else self._create_experiment(experiment)
+        except Exception as e:  # the store is unreachable or not an MLflow store
+            raise TrackingError(f"cannot use MLflow tracking store {redact(tracking_uri)}: "
+                                f"{str(e).splitlines()[0][:200]}") from None
+        self.parent_id: str | None = None
+
+    def _create_experiment(self, name: str) -> str:
+        from mlflow.exceptions import MlflowException
+        try:
+            return self.client.create_experiment(name)
+        except MlflowException:  # another worker created it first
+            return self.client.get_experiment_by_name(name).experiment_id
+
+    # ------------------------------------------------------------------ study
+    def find_parent(self, study: str):
+        runs = self.client.search_runs(
+            [self.experiment_id],
+            filter_string=f"tags.`autoaug.study` = '{study}' and tags.`autoaug.role` = '{PARENT}'",
+            order_by=["attributes.start_time ASC"], max_results=1)
+        return runs[0] if runs else None
+
+    def start_study(self, study: str, config: dict, space_dict: dict, storage: str | None) -> str:
+        """Find or create the study's parent run (a resumed study keeps its parent)."""
+        existing = self.find_parent(study)
+        if existing is not None:
+            self.parent_id = existing.info.run_id
+            if existing.info.status != "RUNNING":
+                self.client.update_run(self.parent_id, status="RUNNING")
+            return self.parent_id
+        tags = {"autoaug.study": study, "autoaug.role": PARENT, "mlflow.runName": study,
+                "autoaug.code_version": code_version(), "autoaug.storage": redact(storage) or "memory"}
+        run = self.client.create_run(self.experiment_id, tags=tags, run_name=study)
+        self.parent_id = run.info.run_id
+        clean = {k: v for k, v in config.items() if not k.startswith("_")}
+        clean["storage"] = redact(clean.get("storage"))
+        clean["tracking_uri"] = redact(clean.get("tracking_uri"))
+        self.client.log_text(self.parent_id, json.dumps(clean, indent=1, default=str), "experiment.json")
+        self.client.log_text(self.parent_id, json.dumps(space_dict, indent=1), "search_space.json")
+        flat = {"model": config["model"]["name"], "dataset": config["data"]["source"],
+                "epochs": config["training"]["epochs"], "n_trials": config["n_trials"],
+                "driver": config["driver"]["name"], "sampler": config["driver"]["sampler"],
+                "pruner": config["driver"]["pruner"], "seed": config["seed"],
+                "search_space_hash": config.get("_space_hash", "")}
+        self._log_params(self.parent_id, flat)
+        return self.parent_id
+
+    def finish_study(self, best: dict | None, figures: dict | None = None) -> None:
+        """Best policy as artifact + tags on the parent; plots; parent marked finished."""
+        if best:
+            self.client.log_text(self.parent_id, best["policy"].to_json(), "best_policy.json")
+            for key in ("trial", "run_id", "val_accuracy", "policy_hash"):
+                self.client.set_tag(self.parent_id, f"autoaug.best_{key}", str(best[key]))
+            self.client.log_metric(self.parent_id, "best_val_accuracy", float(best["val_accuracy"]))
+        for name, fig in (figures or {}).items():
+            self.client.log_figure(self.parent_id, fig, f"plots/{name}.png")
+        self.client.set_terminated(self.parent_id, "FINISHED")
+
+    # ------------------------------------------------------------------ trials
+    def start_trial(self, number: int, policy, driver_params: dict, tags: dict | None = None) -> str:
+        all_tags = {"mlflow.parentRunId": self.parent_id, "mlflow.runName": f"trial-{number}",
+                    "autoaug.role": TRIAL, "autoaug.trial": str(number), "autoaug.state": "running"}
+        all_tags.update({k: str(v) for k, v in (tags or {}).items()})
+        run = self.client.create_run(self.experiment_id, tags=all_tags, run_name=f"trial-{number}")
+        run_id = run.info.run_id
+        params = policy_params(policy)
+        params.update({f"raw.{k}": v for k, v in driver_params.items() if len(str(v)) < 250})
+        self._log_params(run_id, params)
+        self.client.log_text(run_id, policy.to_json(), "policy.json")
+        return run_id
+
+    def log_metrics(self, run_id: str, metrics: dict, step: int = 0) -> None:
+        from mlflow.entities import Metric
+        now = int(time.time() * 1000)
+        batch = [Metric(k, float(v), now, step) for k, v in metrics.items() if k != "epoch"]
+        self.client.log_batch(run_id, metrics=batch)
+
+    def log_image(self, run_id: str, image, path: str) -> None:
+        with tempfile.TemporaryDirectory() as tmp:
+            file = os.path.join(tmp, os.path.basename(path))
+            image.save(file)
+            self.client.log_artifact(run_id, file, os.path.dirname(path) or None)
+
+    def end_trial(self, run_id: str, state: str, metrics: dict | None = None,
+                  reason: str | None = None) -> None:
+        """state: complete | pruned | failed. Pruned runs finish; failed ones are FAILED."""
+        if metrics:
+            self.log_metrics(run_id, metrics)
+        self.client.set_tag(run_id, "autoaug.state", state)
+        if reason:
+            self.client.set_tag(run_id, "autoaug.fail_reason", reason[:4000])
+        self.client.set_terminated(run_id, "FAILED" if state == "failed" else "FINISHED")
+
+    def trial_runs(self):
+        """All trial runs of this study's parent, as MLflow Run objects."""
+        return self.client.search_runs(
+            [self.experiment_id], filter_string=f"tags.`mlflow.parentRunId` = '{self.parent_id}'",
+            max_results=10000)
+
+    def read_text(self, run_id: str, path: str) -> str:
+        return read_artifact_text(f"runs:/{run_id}/{path}", self.uri)
+
+    def trials_frame(self):
+        """One row per trial run of this study (all workers), as a pandas DataFrame."""
+        return runs_frame(self.trial_runs())
+
+    def _log_params(self, run_id: str, params: dict) -> None:
+        from mlflow.entities import Param
+        items = [Param(k, str(v)[:6000]) for k, v in params.items()]
+        for i in range(0, len(items), 100):
+            self.client.log_batch(run_id, params=items[i:i + 100])
+
+
+def read_artifact_text(uri: str, tracking_uri: str | None = None) -> str:
+    """The text of an artifact addressed as runs:/<run_id>/path (or any MLflow artifact URI)."""
+    mlflow = _mlflow()
+    if tracking_uri:
+        mlflow.set_tracking_uri(tracking_uri)
+    try:
+        return mlflow.artifacts.load_text(uri)
+    except Exception as e:
+        raise TrackingError(f"cannot read {uri} from MLflow ({redact(mlflow.get_tracking_uri())}): "
+                            f"{str(e).splitlines()[0][:200]}") from None
+
+
+TRIAL_COLUMNS = ["trial", "baseline", "state", "val_accuracy", "duration_s", "policy_hash",
+                 "stages", "summary", "run_id", "status"]
+
+
+def runs_frame(runs):
+    import pandas as pd
+    rows = []
+    for r in runs:
+        tags, metrics, params = r.data.tags, r.data.metrics, r.data.params
+        rows.append({
+            "trial": int(tags.get("autoaug.trial", -1)),
+            "baseline": tags.get("autoaug.baseline", ""),
+            "state": tags.get("autoaug.state", ""),
+            "val_accuracy": metrics.get("val_accuracy_final", float("nan")),
+            "duration_s": metrics.get("duration_s", float("nan")),
+            "policy_hash": params.get("policy_hash", ""),
+            "stages": params.get("stages", ""),
+            "summary": "; ".join(params[k] for k in sorted(params) if k.startswith("sp"))[:120],
+            "run_id": r.info.run_id,
+            "status": r.info.status,
+        })
+    frame = pd.DataFrame(rows, columns=TRIAL_COLUMNS)
+    return frame.sort_values("trial").reset_index(drop=True)

@@ -1,0 +1,122 @@
+"""The one training loop, used by proxy trials and by full training.
+
+With a GPU it trains in mixed precision with XLA; on CPU in plain float32. A caller may
+pass ``on_epoch(epoch, metrics)``: it is called after every epoch with the validation
+accuracy and may raise to stop the run (the drivers raise their "pruned" exception).
+A loss that becomes NaN or infinite raises ``TrainingDiverged``.
+"""
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass, field
+from typing import Callable
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from .models import build_model
+from .pipeline import eval_dataset, steps_per_epoch, train_dataset
+from .policy import Policy
+
+
+class TrainingDiverged(FloatingPointError):
+    """The loss became NaN or infinite."""
+
+
+@dataclass
+class TrainResult:
+    val_accuracy: float
+    history: list = field(default_factory=list)  # one dict of metrics per epoch
+    seconds: float = 0.0
+    augment_images_per_sec: float = float("nan")
+    test_accuracy: float | None = None
+    device: dict = field(default_factory=dict)
+
+    @property
+    def best_val_accuracy(self) -> float:
+        return max((h["val_accuracy"] for h in self.history), default=float("nan"))
+
+
+_DEVICE: dict = {}
+
+
+def configure_device() -> dict:
+    """Pick the precision and compilation for this process once: GPU -> mixed16 + XLA."""
+    if not _DEVICE:
+        gpus = tf.config.list_physical_devices("GPU")
+        if gpus:
+            for gpu in gpus:
+                tf.config.experimental.set_memory_growth(gpu, True)
+            keras.mixed_precision.set_global_policy("mixed_float16")
+        _DEVICE.update(device="GPU" if gpus else "CPU", mixed_precision=bool(gpus),
+                       jit_compile=bool(gpus))
+    return dict(_DEVICE)
+
+
+class _EpochReporter(keras.callbacks.Callback):
+    def __init__(self, on_epoch, history):
+        super().__init__()
+        self.on_epoch, self.history = on_epoch, history
+
+    def on_train_batch_end(self, batch, logs=None):
+        loss = (logs or {}).get("loss")
+        if loss is not None and not math.isfinite(float(loss)):
+            raise TrainingDiverged(f"loss became {float(loss)} at epoch {len(self.history) + 1}, batch {batch}")
+
+    def on_epoch_end(self, epoch, logs=None):
+        metrics = {k: float(v) for k, v in (logs or {}).items()}
+        metrics["epoch"] = epoch + 1
+        self.history.append(metrics)
+        if self.on_epoch is not None:
+            self.on_epoch(epoch + 1, metrics)
+
+
+def measure_augmentation(dataset: tf.data.Dataset, batch_size: int, batches: int = 8) -> float:
+    """Images per second that the augmented pipeline delivers (after one warm-up batch)."""
+    it = iter(dataset)
+    next(it)
+    start = time.perf_counter()
+    for _ in range(batches):
+        next(it)
+    return batches * batch_size / max(time.perf_counter() - start, 1e-9)
+
+
+def train_model(x_train: np.ndarray, y_train: np.ndarray, x_val: np.ndarray, y_val: np.ndarray,
+                policy: Policy, *, model: str, num_classes: int, epochs: int, batch_size: int,
+                learning_rate: float = 0.05, weight_decay: float = 5e-4,
+                label_smoothing: float = 0.0, seed: int = 0,
+                on_epoch: Callable[[int, dict], None] | None = None,
+                x_test: np.ndarray | None = None, y_test: np.ndarray | None = None,
+                verbose: int = 0, return_model: bool = False):
+    """Train `model` from scratch on (x_train, y_train) augmented by `policy`.
+
+    SGD with Nesterov momentum and a cosine schedule; validation accuracy after every
+    epoch. Returns a TrainResult (and the Keras model with ``return_model``).
+    """
+    device = configure_device()
+    keras.backend.clear_session()
+    keras.utils.set_random_seed(seed)
+    net = build_model(model, x_train.shape[1:], num_classes)
+    steps = steps_per_epoch(len(x_train), batch_size)
+    schedule = keras.optimizers.schedules.CosineDecay(learning_rate, decay_steps=epochs * steps)
+    optimizer = keras.optimizers.SGD(schedule, momentum=0.9, nesterov=True, weight_decay=weight_decay)
+    net.compile(optimizer=optimizer,
+                loss=keras.losses.CategoricalCrossentropy(label_smoothing=label_smoothing),
+                metrics=["accuracy"], jit_compile=device["jit_compile"])
+    train_ds = train_dataset(x_train, y_train, policy, batch_size=batch_size,
+                             num_classes=num_classes, seed=seed, one_hot=True)
+    val_ds = eval_dataset(x_val, y_val, batch_size=256, num_classes=num_classes, one_hot=True)
+    throughput = measure_augmentation(train_ds, batch_size)
+    history: list = []
+    start = time.perf_counter()
+    net.fit(train_ds, epochs=epochs, steps_per_epoch=steps, validation_data=val_ds,
+            callbacks=[_EpochReporter(on_epoch, history)], verbose=verbose)
+    result = TrainResult(val_accuracy=history[-1]["val_accuracy"], history=history,
+                         seconds=time.perf_counter() - start, augment_images_per_sec=throughput,
+                         device=device)
+    if x_test is not None:
+        test_ds = eval_dataset(x_test, y_test, batch_size=256, num_classes=num_classes, one_hot=True)
+        result.test_accuracy = float(net.evaluate(test_ds, verbose=0, return_dict=True)["accuracy"])
+    return (result, net) if return_model else result
