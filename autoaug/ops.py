@@ -7,9 +7,13 @@ random ``key`` (int64 ``[2]``), and returns a uint8 batch of the same shape.
 ``OPS`` is the single place that answers "what does Rotate at level 7 mean?":
 each op declares the parameter it takes, its value at level 0 and level 10 for
 AutoAugment semantics (``aa``) and for TrivialAugment-Wide (``wide``), whether a
-random sign reflects it around the identity value, and whether it is truncated to
-an integer (AutoAugment's ``int_parameter``). Severity grows as the parameter
-moves away from ``identity``; ``OpSpec.severity`` states the direction.
+random sign reflects it around the identity value, and whether its magnitude is
+truncated to an integer (AutoAugment's ``int_parameter``). Severity grows as the
+parameter moves away from ``identity``; ``OpSpec.severity`` states the direction.
+
+The Pillow-based ops reproduce Pillow's C arithmetic (fixed-point affine sampling, luma,
+blend truncation, equalize LUT), so they match Pillow pixel for pixel;
+tests/test_ops_pillow.py checks this on real images and docs/ops.md has the table.
 """
 from __future__ import annotations
 
@@ -20,7 +24,11 @@ from typing import Callable
 import tensorflow as tf
 
 MAX_LEVEL = 10.0
-FILL = 128  # AutoAugment/Model Garden fill for pixels moved in from outside
+RANGES = ("aa", "wide")  # AutoAugment semantics, TrivialAugment-Wide ranges
+# Integer parameters keep whole steps of magnitude: a magnitude within this of the next
+# integer is float error (e.g. level 10/6 on a 6-step range), not a fraction to drop.
+_INT_EPS = 1e-3
+FILL = 128  # grey for pixels moved in from outside (Model Garden's replace value)
 
 
 class OpError(ValueError):
@@ -60,10 +68,6 @@ def _luma(images):
         return x
     r, g, b = x[..., 0:1], x[..., 1:2], x[..., 2:3]
     return tf.bitwise.right_shift(r * 19595 + g * 38470 + b * 7471 + 0x8000, 16)
-
-
-def _channels(images):
-    return tf.shape(images)[-1]
 
 
 def _apply_lut(images, lut):
@@ -150,8 +154,12 @@ def color(images, param, key):
 
 
 def contrast(images, param, key):
-    """ImageEnhance.Contrast: blend with the image's mean grey level (rounded)."""
-    mean = tf.reduce_mean(tf.cast(_luma(images), tf.float64), axis=[1, 2, 3])
+    """ImageEnhance.Contrast: blend with int(mean + 0.5) of the image's L (luma) conversion.
+
+    One grey level for the whole image, from Pillow's RGB->L luma, not per-channel means.
+    """
+    luma = tf.cast(_luma(images), tf.float64)
+    mean = tf.reduce_sum(luma, axis=[1, 2, 3]) / tf.cast(tf.reduce_prod(tf.shape(luma)[1:]), tf.float64)
     mean = tf.cast(tf.floor(mean + 0.5), tf.float32)
     return _blend(_per_image(mean), images, param)
 
@@ -161,19 +169,22 @@ def brightness(images, param, key):
     return _blend(tf.zeros([], tf.float32), images, param)
 
 
-_SMOOTH = tf.constant([[1.0, 1.0, 1.0], [1.0, 5.0, 1.0], [1.0, 1.0, 1.0]]) / 13.0
-
-
 def sharpness(images, param, key):
-    """ImageEnhance.Sharpness: blend with ImageFilter.SMOOTH (borders kept as they are)."""
+    """ImageEnhance.Sharpness: blend with ImageFilter.SMOOTH (borders kept as they are).
+
+    SMOOTH is the 3x3 kernel [[1, 1, 1], [1, 5, 1], [1, 1, 1]] / 13, rounded to the nearest
+    integer (a sum of integers over 13 is never exactly halfway, so rounding is exact).
+    Pillow leaves the outermost rows and columns unfiltered.
+    """
     x = _f32(images)
-    c = _channels(images)
-    kernel = tf.tile(_SMOOTH[:, :, None, None], [1, 1, c, 1])
-    smooth = tf.round(tf.nn.depthwise_conv2d(x, kernel, [1, 1, 1, 1], "VALID"))
-    smooth = tf.pad(smooth, [[0, 0], [1, 1], [1, 1], [0, 0]])
     shape = tf.shape(x)
     h, w = shape[1], shape[2]
-    inner = tf.pad(tf.ones([h - 2, w - 2], tf.bool), [[1, 1], [1, 1]])[None, :, :, None]
+    # 3x3 box sum as shifted slices: cheaper than a conv here, and safe on empty batches.
+    padded = tf.pad(x, [[0, 0], [1, 1], [1, 1], [0, 0]])
+    box = tf.add_n([padded[:, i:i + h, j:j + w] for i in range(3) for j in range(3)])
+    smooth = tf.round((box + 4.0 * x) / 13.0)
+    ys, xs = tf.range(h)[:, None], tf.range(w)[None, :]
+    inner = ((ys >= 1) & (ys < h - 1) & (xs >= 1) & (xs < w - 1))[None, :, :, None]
     degenerate = tf.where(inner, smooth, x)
     return _blend(degenerate, images, param)
 
@@ -181,14 +192,15 @@ def sharpness(images, param, key):
 def _hsv_jitter(images, param, hue: bool):
     if images.shape[-1] == 1:
         return images
-    hsv = tf.image.rgb_to_hsv(_f32(images) / 255.0)
+    hsv = tf.image.rgb_to_hsv(tf.cast(images, tf.float64) / 255.0)
     h, s, v = tf.unstack(hsv, axis=-1)
+    p = tf.reshape(tf.cast(param, tf.float64), [-1, 1, 1])
     if hue:
-        h = tf.math.floormod(h + tf.reshape(param, [-1, 1, 1]), 1.0)
+        h = tf.math.floormod(h + p, 1.0)
     else:
-        s = tf.clip_by_value(s * tf.reshape(param, [-1, 1, 1]), 0.0, 1.0)
-    rgb = tf.image.hsv_to_rgb(tf.stack([h, s, v], axis=-1))
-    return _to_uint8_round(rgb * 255.0)
+        s = tf.clip_by_value(s * p, 0.0, 1.0)
+    rgb = tf.image.hsv_to_rgb(tf.stack([h, s, v], axis=-1)) * 255.0
+    return tf.cast(tf.clip_by_value(tf.round(rgb), 0.0, 255.0), tf.uint8)
 
 
 def hue(images, param, key):
@@ -210,70 +222,132 @@ def gaussian_noise(images, param, key):
 # --------------------------------------------------------------------------- geometric
 
 
-def _affine(images, matrix, fill):
-    """Pillow's Image.transform(AFFINE, NEAREST) per image.
+def _fix16(v):
+    """Pillow's FIX(v) = floor(v * 65536 + 0.5): a float64 coefficient in 16.16 fixed point."""
+    return tf.cast(tf.floor(v * 65536.0 + 0.5), tf.int64)
 
-    ``matrix`` is [B, 6] = (a, b, c, d, e, f): the output pixel centred at (x+0.5, y+0.5)
-    samples the input at floor(a*x' + b*y' + c), floor(d*x' + e*y' + f). Pixels that
-    land outside the input take ``fill``.
+
+def _affine(images, matrix, fill):
+    """Pillow's Image.transform(size, AFFINE, matrix, NEAREST) per image, bit for bit.
+
+    ``matrix`` is [B, 6] = (a, b, c, d, e, f): the output pixel (x, y) samples the input at
+    (a*(x+.5) + b*(y+.5) + c, d*(x+.5) + e*(y+.5) + f), truncated to integers; pixels
+    that land outside the input take ``fill``. Like libImaging's ImagingTransformAffine,
+    each image takes one of three paths:
+
+    * b == d == 0 (translations, flips, the identity): ImagingScaleAffine, float64;
+    * otherwise, when all four corners map inside +-32768: affine_fixed, coefficients
+      rounded to 16.16 fixed point and accumulated in integers. This is why a float
+      implementation disagrees with Pillow on a few pixels (0.02-0.07% of a 96x128
+      rotation, differences of up to 78 grey levels);
+    * otherwise (images tens of thousands of pixels wide): float64 (computed only if a
+      batch needs it).
     """
     shape = tf.shape(images)
     bsz, h, w, c = shape[0], shape[1], shape[2], shape[3]
-    ys = tf.cast(tf.range(h), tf.float32) + 0.5
-    xs = tf.cast(tf.range(w), tf.float32) + 0.5
-    yy, xx = tf.meshgrid(ys, xs, indexing="ij")  # [H, W]
-    m = [tf.reshape(matrix[:, i], [-1, 1, 1]) for i in range(6)]
-    src_x = tf.floor(m[0] * xx + m[1] * yy + m[2])
-    src_y = tf.floor(m[3] * xx + m[4] * yy + m[5])
-    wf, hf = tf.cast(w, tf.float32), tf.cast(h, tf.float32)
-    valid = (src_x >= 0) & (src_x < wf) & (src_y >= 0) & (src_y < hf)
-    ix = tf.cast(tf.clip_by_value(src_x, 0, wf - 1), tf.int32)
-    iy = tf.cast(tf.clip_by_value(src_y, 0, hf - 1), tf.int32)
+    m = tf.cast(matrix, tf.float64)
+    a, b, cc, d, e, f = [tf.reshape(m[:, i], [-1, 1, 1]) for i in range(6)]
+    xs = tf.cast(tf.range(w), tf.float64)[None, None, :]  # [1, 1, W]
+    ys = tf.cast(tf.range(h), tf.float64)[None, :, None]  # [1, H, 1]
+    wf, hf = tf.cast(w, tf.float64), tf.cast(h, tf.float64)
+
+    # Scale path: x_in depends on x only, y_in on y only ([B, 1, W] and [B, H, 1]).
+    sx = tf.cast(tf.floor(cc + a * 0.5 + a * xs), tf.int64)
+    sy = tf.cast(tf.floor(f + e * 0.5 + e * ys), tf.int64)
+
+    # Fixed-point path (libImaging affine_fixed): 16.16 integers, arithmetic shift.
+    a0, a1, a3, a4 = _fix16(a), _fix16(b), _fix16(d), _fix16(e)
+    a2 = _fix16(cc + a * 0.5 + b * 0.5)
+    a5 = _fix16(f + d * 0.5 + e * 0.5)
+    xi = tf.range(tf.cast(w, tf.int64))[None, None, :]
+    yi = tf.range(tf.cast(h, tf.int64))[None, :, None]
+    qx = tf.bitwise.right_shift((a2 + a0 * xi) + a1 * yi, tf.constant(16, tf.int64))
+    qy = tf.bitwise.right_shift((a5 + a3 * xi) + a4 * yi, tf.constant(16, tf.int64))
+
+    scale = (b == 0.0) & (d == 0.0)  # [B, 1, 1]
+    src_x = tf.where(scale, sx, qx)
+    src_y = tf.where(scale, sy, qy)
+
+    corners_ok = tf.ones_like(scale)
+    for px, py in ((0.0, 0.0), (wf, hf), (0.0, hf), (wf, 0.0)):
+        corners_ok &= (tf.abs(px * a + py * b + cc) < 32768.0) & (tf.abs(px * d + py * e + f) < 32768.0)
+    generic = tf.logical_not(scale | corners_ok)
+
+    def float_path():
+        gx = tf.cast(tf.floor(cc + b * 0.5 + a * 0.5 + a * xs + b * ys), tf.int64)
+        gy = tf.cast(tf.floor(f + e * 0.5 + d * 0.5 + d * xs + e * ys), tf.int64)
+        return tf.where(generic, gx, src_x), tf.where(generic, gy, src_y)
+
+    src_x, src_y = tf.cond(tf.reduce_any(generic), float_path, lambda: (src_x, src_y))
+
+    w64, h64 = tf.cast(w, tf.int64), tf.cast(h, tf.int64)
+    valid = (src_x >= 0) & (src_x < w64) & (src_y >= 0) & (src_y < h64)
+    ix = tf.cast(tf.clip_by_value(src_x, 0, tf.maximum(w64 - 1, 0)), tf.int32)
+    iy = tf.cast(tf.clip_by_value(src_y, 0, tf.maximum(h64 - 1, 0)), tf.int32)
     flat = (tf.range(bsz)[:, None, None] * h + iy) * w + ix
     gathered = tf.gather(tf.reshape(images, [-1, c]), flat)
     return tf.where(valid[..., None], gathered, tf.cast(fill, images.dtype))
 
 
-def _size(images):
+def _size(images, dtype=tf.float64):
     shape = tf.shape(images)
-    return tf.cast(shape[1], tf.float32), tf.cast(shape[2], tf.float32)
+    return tf.cast(shape[1], dtype), tf.cast(shape[2], dtype)
+
+
+def _round15(v):
+    """Python's round(v, 15), as Image.rotate applies it to cos and sin (cos 90 deg -> 0)."""
+    return tf.round(v * 1e15) / 1e15
 
 
 def rotate(images, param, key):
-    """Image.rotate(param degrees, NEAREST) about the centre, counter-clockwise."""
+    """Image.rotate(param degrees, NEAREST, fillcolor=grey): counter-clockwise about (W/2, H/2).
+
+    The matrix is built exactly as Pillow builds it (angle mod 360, cos/sin rounded to 15
+    decimals), so 90/180/270 degrees give exact transposes as Pillow's fast paths do.
+    """
     h, w = _size(images)
-    theta = -param * (math.pi / 180.0)
-    cos, sin = tf.cos(theta), tf.sin(theta)
+    angle = tf.math.floormod(tf.cast(param, tf.float64), 360.0)
+    theta = -(angle * (math.pi / 180.0))
+    cos, sin, msin = _round15(tf.cos(theta)), _round15(tf.sin(theta)), _round15(-tf.sin(theta))
     cx, cy = w / 2.0, h / 2.0
-    c = cos * -cx + sin * -cy + cx
-    f = -sin * -cx + cos * -cy + cy
-    matrix = tf.stack([cos, sin, c, -sin, cos, f], axis=1)
+    c = cos * -cx + sin * -cy + 0.0 + cx
+    f = msin * -cx + cos * -cy + 0.0 + cy
+    matrix = tf.stack([cos, sin, c, msin, cos, f], axis=1)
     return _affine(images, matrix, FILL)
 
 
-def _matrix(n, **entries):
+def _matrix(param, **entries):
+    """[B, 6] float64 affine matrix: the identity with some entries replaced by [B] tensors."""
+    n = tf.shape(param)[0]
     eye = {"a": 1.0, "b": 0.0, "c": 0.0, "d": 0.0, "e": 1.0, "f": 0.0}
-    cols = [entries.get(k, tf.fill([n], v)) for k, v in eye.items()]
+    cols = [tf.cast(entries[k], tf.float64) if k in entries else tf.fill([n], tf.constant(v, tf.float64))
+            for k, v in eye.items()]
     return tf.stack(cols, axis=1)
 
 
 def shear_x(images, param, key):
-    return _affine(images, _matrix(tf.shape(param)[0], b=param), FILL)
+    """Image.transform(AFFINE, (1, param, 0, 0, 1, 0)): x_in = x + param * y."""
+    return _affine(images, _matrix(param, b=param), FILL)
 
 
 def shear_y(images, param, key):
-    return _affine(images, _matrix(tf.shape(param)[0], d=param), FILL)
+    """Image.transform(AFFINE, (1, 0, 0, param, 1, 0)): y_in = y + param * x."""
+    return _affine(images, _matrix(param, d=param), FILL)
 
 
 def translate_x(images, param, key):
-    """Shift by param * width pixels (AutoAugment: up to 10 px on 32)."""
+    """Image.transform(AFFINE, (1, 0, param * W, 0, 1, 0)): content moves left for param > 0.
+
+    AutoAugment: up to 10 px on 32 px, i.e. param up to 10/32 of the width.
+    """
     _, w = _size(images)
-    return _affine(images, _matrix(tf.shape(param)[0], c=param * w), FILL)
+    return _affine(images, _matrix(param, c=tf.cast(param, tf.float64) * w), FILL)
 
 
 def translate_y(images, param, key):
+    """Image.transform(AFFINE, (1, 0, 0, 0, 1, param * H)): content moves up for param > 0."""
     h, _ = _size(images)
-    return _affine(images, _matrix(tf.shape(param)[0], f=param * h), FILL)
+    return _affine(images, _matrix(param, f=tf.cast(param, tf.float64) * h), FILL)
 
 
 def flip_lr(images, param, key):
@@ -285,13 +359,17 @@ def flip_ud(images, param, key):
 
 
 def pad_crop(images, param, key):
-    """Zero-pad by int(param * width) pixels and crop back at a random offset per image."""
-    h, w = _size(images)
-    pad = tf.floor(param * tf.minimum(h, w))
+    """Zero-pad by pad = int(param * min(H, W)) pixels, crop back at a random offset per image.
+
+    The result is the image shifted by an integer (dx, dy) drawn uniformly from
+    [-pad, pad]^2, with zeros moved in (the CIFAR "pad 4, random crop" at level 5 on 32 px).
+    """
+    h, w = _size(images, tf.float32)
+    pad = tf.floor(param * tf.minimum(h, w) + 1e-4)
     u = _uniform(key, [2, tf.shape(param)[0]])
     dx = tf.floor(u[0] * (2 * pad + 1)) - pad
     dy = tf.floor(u[1] * (2 * pad + 1)) - pad
-    return _affine(images, _matrix(tf.shape(param)[0], c=dx, f=dy), 0)
+    return _affine(images, _matrix(param, c=dx, f=dy), 0)
 
 
 def cutout(images, param, key):
@@ -299,7 +377,7 @@ def cutout(images, param, key):
 
     The square is clipped at the borders (DeVries & Taylor; AutoAugment's Cutout).
     """
-    h, w = _size(images)
+    h, w = _size(images, tf.float32)
     size = tf.floor(param * tf.minimum(h, w) + 1e-4)
     u = _uniform(key, [2, tf.shape(param)[0]])
     cy, cx = tf.floor(u[0] * h), tf.floor(u[1] * w)
@@ -338,7 +416,7 @@ def mixup(images, labels, alpha, apply, key):
 def cutmix(images, labels, alpha, apply, key):
     """CutMix: paste a box of a shuffled partner; labels mix by the pasted area."""
     n = tf.shape(images)[0]
-    h, w = _size(images)
+    h, w = _size(images, tf.float32)
     k_perm, k_lam, k_pos = tf.unstack(tf.random.experimental.stateless_split(key, 3))
     perm = tf.argsort(_uniform(k_perm, [n]))
     lam = tf.where(apply, _beta(k_lam, alpha, n), 1.0)
@@ -400,9 +478,20 @@ class OpSpec:
         return "grows with level"
 
     def param_at(self, level: float, ranges: str = "aa") -> float:
+        """The parameter at ``level`` (positive sign).
+
+        Integer ops truncate the *magnitude* (the distance from ``identity``), as
+        AutoAugment's ``int_parameter`` does: Solarize at level 3 is 256 - int(76.8) = 180,
+        Posterize at level 3 is 8 - int(1.2) = 7 bits.
+        """
+        if ranges not in RANGES:
+            raise OpError(f"unknown magnitude ranges {ranges!r}: use 'aa' or 'wide'")
         lo, hi = self.aa if ranges == "aa" else self.wide_range
         value = lo + (hi - lo) * float(level) / MAX_LEVEL
-        return float(math.floor(value)) if self.integer else value
+        if not self.integer:
+            return value
+        delta = value - self.identity
+        return self.identity + math.copysign(math.floor(abs(delta) + _INT_EPS), delta)
 
 
 _ENH = dict(param="factor", identity=1.0, aa=(0.1, 1.9), wide=(1.0, 1.99), signed=False)
@@ -463,7 +552,7 @@ def range_table(ranges: str = "aa") -> tf.Tensor:
 
     Passed into the augmentation graph as data, so AutoAugment and Wide ranges share a trace.
     """
-    if ranges not in ("aa", "wide"):
+    if ranges not in RANGES:
         raise OpError(f"unknown magnitude ranges {ranges!r}: use 'aa' or 'wide'")
     rows = []
     for spec in _TABLE:
@@ -474,11 +563,17 @@ def range_table(ranges: str = "aa") -> tf.Tensor:
 
 
 def levels_to_params(op_ids, levels, signs, table):
-    """Vectorised level -> parameter for per-image op ids; signs are +-1 per image."""
+    """Vectorised level -> parameter for per-image op ids; signs are +-1 per image.
+
+    Same numbers as ``OpSpec.param_at`` (integer magnitudes truncated towards the
+    identity), then reflected around the identity where the sign is negative.
+    """
     row = tf.gather(table, op_ids)
     lo, hi, signed, ident, integer = tf.unstack(row, axis=-1)
     value = lo + (hi - lo) * levels / MAX_LEVEL
-    value = tf.where(integer > 0, tf.floor(value), value)
+    delta = value - ident
+    truncated = ident + tf.sign(delta) * tf.floor(tf.abs(delta) + _INT_EPS)
+    value = tf.where(integer > 0, truncated, value)
     return tf.where((signed > 0) & (signs < 0), 2.0 * ident - value, value)
 
 
