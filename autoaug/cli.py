@@ -61,6 +61,95 @@ def cmd_preview(args) -> int:
     return 0
 
 
+def _study_args(args) -> tuple[str, str, str | None]:
+    """(study, tracking URI, storage) from --experiment and/or explicit flags."""
+    from .config import ConfigError
+    cfg = None
+    if args.experiment:
+        from .config import load_experiment
+        cfg = load_experiment(args.experiment)
+    study = args.study or (cfg["name"] if cfg else None)
+    if not study:
+        raise ConfigError("name the study: --study NAME or --experiment FILE")
+    uri = args.tracking_uri or (cfg["tracking_uri"] if cfg else "sqlite:///mlflow.db")
+    storage = getattr(args, "storage", None)
+    return study, uri, storage
+
+
+def cmd_best(args) -> int:
+    from .search import best_policy
+    study, uri, storage = _study_args(args)
+    policy = best_policy(study, uri, storage)
+    policy.save(args.out)
+    m = policy.meta
+    print(f"wrote {args.out}: trial {m['trial']} of study {study}, val_accuracy {m['val_accuracy']:.4f}, "
+          f"run {m['run_id']}")
+    return 0
+
+
+def cmd_compare(args) -> int:
+    import pandas as pd
+    from . import tracking
+    study, uri, _ = _study_args(args)
+    frame = tracking.open_study(uri, study).trials_frame()
+    frame = frame.sort_values("val_accuracy", ascending=False)
+    with pd.option_context("display.width", 200, "display.max_colwidth", 60, "display.max_rows", 500):
+        print(frame[["trial", "baseline", "state", "val_accuracy", "duration_s", "stages", "summary"]]
+              .to_string(index=False))
+    if args.csv:
+        tmp = f"{args.csv}.tmp"
+        frame.to_csv(tmp, index=False)
+        os.replace(tmp, args.csv)
+        print(f"wrote {args.csv}")
+    return 0
+
+
+def cmd_train(args) -> int:
+    from . import load_policy, tracking
+    from .config import load_experiment
+    from .data import load_dataset, reduced_split
+    from .train import train_model
+    overrides = list(args.set or [])
+    for flag, key in (("data", "data.source"), ("model", "model.name"), ("epochs", "training.epochs"),
+                      ("batch_size", "training.batch_size"), ("seed", "seed"), ("n_train", "data.n_train"),
+                      ("n_val", "data.n_val"), ("tracking_uri", "tracking_uri")):
+        value = getattr(args, flag)
+        if value is not None:
+            overrides.append(f"{key}={value}")
+    cfg = load_experiment(args.experiment, overrides)
+    policy = load_policy(args.policy)
+    d, t = cfg["data"], cfg["training"]
+    from .config import resolve
+    ds = load_dataset(resolve(d["source"], cfg))
+    x_tr, y_tr, x_val, y_val = reduced_split(ds, d["n_train"], d["n_val"], seed=d["split_seed"])
+    print(f"training {cfg['model']['name']} on {len(x_tr)} images for {t['epochs']} epochs "
+          f"with {policy.name or args.policy}; test split: {len(ds.x_test)} images")
+    result = train_model(x_tr, y_tr, x_val, y_val, policy, model=cfg["model"]["name"],
+                         num_classes=ds.num_classes, epochs=t["epochs"], batch_size=t["batch_size"],
+                         learning_rate=t["learning_rate"], weight_decay=t["weight_decay"],
+                         label_smoothing=t["label_smoothing"], seed=cfg["seed"],
+                         x_test=ds.x_test, y_test=ds.y_test, verbose=0 if args.quiet else 2)
+    params = {"model": cfg["model"]["name"], "dataset": d["source"], "n_train": len(x_tr),
+              "epochs": t["epochs"], "batch_size": t["batch_size"], "seed": cfg["seed"],
+              "policy_source": str(args.policy)}
+    final = {"test_accuracy": result.test_accuracy, "val_accuracy_final": result.val_accuracy,
+             "train_s": result.seconds}
+    run_id = tracking.log_training(cfg["tracking_uri"], args.mlflow_experiment, params,
+                                   result.history, final, policy, policy.meta.get("run_id"))
+    print(f"test_accuracy {result.test_accuracy:.4f}  val_accuracy {result.val_accuracy:.4f}  "
+          f"({result.seconds:.0f} s); MLflow run {run_id} in experiment '{args.mlflow_experiment}'")
+    return 0
+
+
+def cmd_ui(args) -> int:
+    from .tracking import redact
+    uri = args.tracking_uri
+    cmd = [os.path.join(os.path.dirname(sys.executable), "mlflow"), "ui", "--backend-store-uri", uri,
+           "--host", args.host, "--port", str(args.port)]
+    print(f"MLflow UI for {redact(uri)} on http://{args.host}:{args.port} (Ctrl-C stops it)")
+    os.execv(cmd[0], cmd)
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="autoaug", description="Search data-augmentation policies.")
     sub = p.add_subparsers(dest="command", required=True)
@@ -86,6 +175,43 @@ def build_parser() -> argparse.ArgumentParser:
     v.add_argument("--offset", type=int, default=0, help="first image index")
     v.add_argument("--seed", type=int, default=0)
     v.set_defaults(fn=cmd_preview)
+
+    def study_flags(c, storage=False):
+        c.add_argument("--experiment", help="experiment YAML (gives the study name and tracking URI)")
+        c.add_argument("--study", help="study name (default: the experiment's)")
+        c.add_argument("--tracking-uri", help="MLflow tracking URI (default sqlite:///mlflow.db)")
+        if storage:
+            c.add_argument("--storage", help="read the best trial from this Optuna storage instead of MLflow")
+
+    b = sub.add_parser("best", help="freeze the best policy of a study to JSON, with provenance")
+    study_flags(b, storage=True)
+    b.add_argument("--out", default="policy.json")
+    b.set_defaults(fn=cmd_best)
+
+    c = sub.add_parser("compare", help="table of a study's trials from MLflow")
+    study_flags(c)
+    c.add_argument("--csv", help="also write the table as CSV")
+    c.set_defaults(fn=cmd_compare)
+
+    t = sub.add_parser("train", help="full training with a policy, evaluated on the test split")
+    t.add_argument("--policy", required=True, help="policy.json, built-in name or runs:/<id>/policy.json")
+    t.add_argument("--experiment", help="experiment YAML for dataset/model/schedule defaults")
+    t.add_argument("--data"), t.add_argument("--model")
+    t.add_argument("--epochs", type=int), t.add_argument("--batch-size", type=int)
+    t.add_argument("--seed", type=int)
+    t.add_argument("--n-train", help="training images (null = all but the validation set)")
+    t.add_argument("--n-val", type=int)
+    t.add_argument("--tracking-uri")
+    t.add_argument("--mlflow-experiment", default="autoaug-train")
+    t.add_argument("--set", action="append", metavar="KEY.PATH=VALUE")
+    t.add_argument("--quiet", action="store_true")
+    t.set_defaults(fn=cmd_train)
+
+    u = sub.add_parser("ui", help="start the MLflow UI for a tracking store (127.0.0.1 by default)")
+    u.add_argument("--tracking-uri", default="sqlite:///mlflow.db")
+    u.add_argument("--host", default="127.0.0.1")
+    u.add_argument("--port", type=int, default=5000)
+    u.set_defaults(fn=cmd_ui)
     return p
 
 

@@ -41,6 +41,9 @@ def code_version() -> str:
     return f"{__version__}+{sha}" if sha else __version__
 
 
+os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
+
+
 def _mlflow():
     import mlflow
     return mlflow
@@ -182,6 +185,47 @@ class Tracker:
         items = [Param(k, str(v)[:6000]) for k, v in params.items()]
         for i in range(0, len(items), 100):
             self.client.log_batch(run_id, params=items[i:i + 100])
+
+
+def open_study(tracking_uri: str, study: str) -> Tracker:
+    """A Tracker attached to an existing study's parent run; error if there is none."""
+    if tracking_uri.startswith("sqlite:///") and not os.path.exists(tracking_uri[len("sqlite:///"):]):
+        raise TrackingError(f"MLflow store {tracking_uri} does not exist; check --tracking-uri")
+    tracker = Tracker.__new__(Tracker)
+    tracker.uri, tracker.experiment_name, tracker.client = tracking_uri, study, client(tracking_uri)
+    try:
+        exp = tracker.client.get_experiment_by_name(study)
+    except Exception as e:
+        raise TrackingError(f"cannot use MLflow tracking store {redact(tracking_uri)}: "
+                            f"{str(e).splitlines()[0][:200]}") from None
+    if exp is not None:
+        tracker.experiment_id = exp.experiment_id
+        parent = tracker.find_parent(study)
+    if exp is None or parent is None:
+        raise TrackingError(f"no study {study!r} in MLflow store {redact(tracking_uri)}; "
+                            f"check --tracking-uri and the study name")
+    tracker.parent_id = parent.info.run_id
+    tracker.parent = parent
+    return tracker
+
+
+def log_training(tracking_uri: str, experiment: str, params: dict, metrics_by_epoch: list,
+                 final: dict, policy, source_run: str | None) -> str:
+    """One run for a full training, linked to the search run its policy came from."""
+    tracker = Tracker(tracking_uri, experiment)
+    tags = {"autoaug.role": TRAIN, "autoaug.code_version": code_version()}
+    if source_run:
+        tags["autoaug.source_run"] = source_run
+        tags["mlflow.note.content"] = f"Policy from search run [{source_run}](#/runs/{source_run})"
+    run = tracker.client.create_run(tracker.experiment_id, tags=tags)
+    run_id = run.info.run_id
+    tracker._log_params(run_id, {**params, **policy_params(policy)})
+    for metrics in metrics_by_epoch:
+        tracker.log_metrics(run_id, metrics, step=int(metrics.get("epoch", 0)))
+    tracker.log_metrics(run_id, final)
+    tracker.client.log_text(run_id, policy.to_json(), "policy.json")
+    tracker.client.set_terminated(run_id, "FINISHED")
+    return run_id
 
 
 def read_artifact_text(uri: str, tracking_uri: str | None = None) -> str:

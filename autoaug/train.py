@@ -112,7 +112,7 @@ def train_model(x_train: np.ndarray, y_train: np.ndarray, x_val: np.ndarray, y_v
     history: list = []
     start = time.perf_counter()
     net.fit(train_ds, epochs=epochs, steps_per_epoch=steps, validation_data=val_ds,
-            callbacks=[_EpochReporter(on_epoch, history)], verbose=verbose)
+            callbacks=[_EpochReporter(on_epoch, history)], verbose=verbose, shuffle=False)
     result = TrainResult(val_accuracy=history[-1]["val_accuracy"], history=history,
                          seconds=time.perf_counter() - start, augment_images_per_sec=throughput,
                          device=device)

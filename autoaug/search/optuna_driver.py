@@ -44,8 +44,7 @@ def make_sampler(driver: dict, seed: int) -> optuna.samplers.BaseSampler:
     # Optuna 5 changed TPE's defaults; every setting that matters here is explicit.
     return optuna.samplers.TPESampler(
         seed=seed, n_startup_trials=driver["n_startup_trials"], n_ei_candidates=24,
-        multivariate=True, group=False, constant_liar=True, consider_endpoints=False,
-        warn_independent_sampling=False)
+        multivariate=True, group=False, constant_liar=True)
 
 
 def make_pruner(driver: dict, epochs: int) -> optuna.pruners.BasePruner:
@@ -133,9 +132,12 @@ def run(ctx: StudyContext, progress: bool = True) -> optuna.Study:
 
 def figures(study: optuna.Study) -> dict:
     """Optimization history and parameter importances as matplotlib figures (when computable)."""
+    import warnings
+
     import matplotlib
     matplotlib.use("Agg")
     from optuna.visualization import matplotlib as ovm
+    warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
     out = {}
     done = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
     if done:
@@ -146,3 +148,17 @@ def figures(study: optuna.Study) -> dict:
         except (ValueError, RuntimeError):  # e.g. every searched param constant so far
             pass
     return out
+
+
+def best_trial(study_name: str, storage: str):
+    """(number, value, policy dict, MLflow run id) of a stored study's best trial."""
+    from ..config import ConfigError
+    try:
+        study = optuna.load_study(study_name=study_name, storage=make_storage(storage))
+    except KeyError:
+        raise ConfigError(f"no study {study_name!r} in Optuna storage") from None
+    try:
+        best = study.best_trial
+    except ValueError:
+        raise ConfigError(f"study {study_name!r} has no complete trial yet") from None
+    return best.number, best.value, best.user_attrs["policy"], best.user_attrs.get("mlflow_run_id")

@@ -1,0 +1,70 @@
+"""Shared test helpers: tiny experiment configs and a real `mlflow server` on loopback."""
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def tiny_overrides(tmp_path, name="tiny", n_trials=7, **extra):
+    """A search that takes seconds per trial on the embedded digits."""
+    items = {
+        "name": name, "n_trials": n_trials, "data.n_train": 200, "data.n_val": 100,
+        "training.epochs": 2, "training.batch_size": 50, "preview_samples": 4,
+        "baselines": "[none, standard]", "driver.n_startup_trials": 2,
+        "tracking_uri": f"sqlite:///{tmp_path}/mlflow.db",
+        "search_space": str(ROOT / "search_spaces" / "autoaugment_small.yaml"),
+    }
+    items.update(extra)
+    return [f"{k}={v}" for k, v in items.items()]
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_http(url: str, timeout: float = 90.0, proc=None) -> None:
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        if proc is not None and proc.poll() is not None:
+            raise RuntimeError(f"server exited with {proc.returncode}")
+        try:
+            with urllib.request.urlopen(url, timeout=2) as r:
+                if r.status == 200:
+                    return
+        except OSError:
+            time.sleep(0.5)
+    raise TimeoutError(f"{url} did not answer in {timeout:.0f} s")
+
+
+class MlflowServer:
+    """`mlflow server` with a SQLite backend and a local artifact store, on a free port."""
+
+    def __init__(self, workdir: Path, backend: str | None = None):
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        backend = backend or f"sqlite:///{workdir}/server.db"
+        mlflow = str(Path(sys.executable).with_name("mlflow"))
+        self.log = open(workdir / "mlflow-server.log", "w")
+        self.proc = subprocess.Popen(
+            [mlflow, "server", "--backend-store-uri", backend,
+             "--artifacts-destination", str(workdir / "artifacts"),
+             "--host", "127.0.0.1", "--port", str(self.port), "--workers", "1"],
+            stdout=self.log, stderr=subprocess.STDOUT, env={**os.environ, "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"})
+        wait_http(self.url + "/health", proc=self.proc)
+
+    def stop(self):
+        self.proc.terminate()
+        try:
+            self.proc.wait(20)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+        self.log.close()

@@ -1,0 +1,87 @@
+"""End-to-end searches on the embedded digits, with real MLflow stores."""
+import subprocess
+import sys
+
+import optuna
+import pytest
+from mlflow.tracking import MlflowClient
+
+from autoaug.config import load_experiment
+from autoaug.search import run_search
+from helpers import ROOT, MlflowServer, tiny_overrides
+
+pytestmark = pytest.mark.slow
+
+
+def _children(client, study):
+    exp = client.get_experiment_by_name(study)
+    runs = client.search_runs([exp.experiment_id], max_results=1000)
+    parents = [r for r in runs if r.data.tags.get("autoaug.role") == "parent"]
+    children = [r for r in runs if r.data.tags.get("mlflow.parentRunId")]
+    return parents, children
+
+
+def _assert_study_logged(client, study, n_trials):
+    parents, children = _children(client, study)
+    assert len(parents) == 1
+    assert len(children) == n_trials
+    assert {c.data.tags["mlflow.parentRunId"] for c in children} == {parents[0].info.run_id}
+    for child in children:
+        artifacts = {a.path for a in client.list_artifacts(child.info.run_id)}
+        assert {"policy.json", "samples.png"} <= artifacts
+        assert "policy_hash" in child.data.params and "stages" in child.data.params
+        if child.data.tags["autoaug.state"] == "complete":
+            history = client.get_metric_history(child.info.run_id, "val_accuracy")
+            assert [m.step for m in history] == [1, 2]
+            assert "augment_images_per_sec" in child.data.metrics
+    parent_artifacts = {a.path for a in client.list_artifacts(parents[0].info.run_id)}
+    assert {"best_policy.json", "experiment.json", "search_space.json"} <= parent_artifacts
+    assert "autoaug.best_run_id" in client.get_run(parents[0].info.run_id).data.tags
+    return parents[0], children
+
+
+def test_cli_search_with_default_sqlite_store(tmp_path):
+    """`autoaug search` as a user runs it: default tracking URI sqlite:///mlflow.db in the cwd."""
+    overrides = [o for o in tiny_overrides(tmp_path, name="cli-study") if not o.startswith("tracking_uri")]
+    args = [sys.executable, "-m", "autoaug.cli", "search", str(ROOT / "experiments" / "quickstart.yaml"),
+            "--quiet", "--storage", f"sqlite:///{tmp_path}/optuna.db"]
+    for o in overrides:
+        args += ["--set", o]
+    done = subprocess.run(args, cwd=tmp_path, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "Top searched trials" in done.stdout and "Baselines" in done.stdout
+    client = MlflowClient(f"sqlite:///{tmp_path}/mlflow.db")
+    parent, children = _assert_study_logged(client, "cli-study", 7)
+    study = optuna.load_study(study_name="cli-study", storage=f"sqlite:///{tmp_path}/optuna.db")
+    assert len(study.trials) == 7
+    baselines = [t for t in study.trials if "baseline" in t.user_attrs]
+    assert [t.user_attrs["baseline"] for t in baselines] == ["none", "standard"]
+    assert [t.number for t in baselines] == [0, 1]
+    searched = {t.user_attrs["policy_hash"] for t in study.trials if "baseline" not in t.user_attrs}
+    assert len(searched) >= 4  # trials produce different policies
+
+
+def test_search_against_a_real_mlflow_server(tmp_path):
+    server = MlflowServer(tmp_path)
+    try:
+        cfg = load_experiment(None, tiny_overrides(tmp_path, name="server-study", n_trials=6,
+                                                   tracking_uri=server.url))
+        ctx, frame = run_search(cfg, progress=False)
+        assert len(frame) == 6
+        _assert_study_logged(MlflowClient(server.url), "server-study", 6)
+    finally:
+        server.stop()
+
+
+def test_pruned_trials_are_pruned_in_optuna_and_mlflow(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    cfg = load_experiment(None, tiny_overrides(tmp_path, name="prune-study", n_trials=4,
+                                               storage=f"journal:{tmp_path}/j.log",
+                                               **{"driver.pruner": "threshold",
+                                                  "driver.prune_below": 1.01}))
+    ctx, frame = run_search(cfg, progress=False)
+    study = optuna.load_study(study_name="prune-study", storage=optuna.storages.JournalStorage(
+        optuna.storages.journal.JournalFileBackend(f"{tmp_path}/j.log")))
+    assert {t.state for t in study.trials} == {optuna.trial.TrialState.PRUNED}
+    assert set(frame["state"]) == {"pruned"} and set(frame["status"]) == {"FINISHED"}
+    assert len(frame) == 4
