@@ -3,6 +3,8 @@ from __future__ import annotations
 
 import os
 
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # keep TensorFlow's C++ start-up chatter off stderr
+
 from .policy import Policy, PolicyError, Step, builtin
 
 __version__ = "0.1.0"
