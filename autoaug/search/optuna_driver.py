@@ -50,7 +50,9 @@ def make_sampler(driver: dict, seed: int) -> optuna.samplers.BaseSampler:
 def make_pruner(driver: dict, epochs: int) -> optuna.pruners.BasePruner:
     name = driver["pruner"]
     if name == "median":
-        return optuna.pruners.MedianPruner(n_startup_trials=3, n_warmup_steps=1, interval_steps=1)
+        # The first epoch is too noisy to judge a policy by: prune from epoch 2 (or a third in).
+        return optuna.pruners.MedianPruner(n_startup_trials=3, n_warmup_steps=max(2, epochs // 3),
+                                           interval_steps=1)
     if name == "hyperband":
         return optuna.pruners.HyperbandPruner(min_resource=1, max_resource=epochs, reduction_factor=3)
     if name == "threshold":  # stop any trial whose validation accuracy is below prune_below
@@ -107,7 +109,7 @@ def run(ctx: StudyContext, progress: bool = True) -> optuna.Study:
 
         def report(epoch: int, value: float) -> None:
             trial.report(value, epoch)
-            if trial.should_prune():
+            if not baseline and trial.should_prune():  # baselines are the reference: never pruned
                 raise optuna.TrialPruned(f"pruned at epoch {epoch} (val_accuracy {value:.4f})")
 
         try:
