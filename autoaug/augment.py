@@ -40,90 +40,22 @@ def _split(key, n):
     return tf.unstack(tf.random.experimental.stateless_split(key, n))
 
 
-# A step is computed for the whole batch with static shapes, so XLA fuses it into a few
-# loops (5-10x faster than op-by-op on CPU): every point op of the step is one per-image
-# LUT gather, every affine op one warp, and each remaining op runs only if some image drew
-# it, its result selected per image. Image statistics are computed under XLA too (exact
-# integers); the LUTs built from them are not, because XLA fuses float multiply-adds.
-# Static tables map an op id to its group and slot.
-_LUT_SPECS = [spec for spec in ops._TABLE if spec.lut is not None]
-_AFFINE_SPECS = [spec for spec in ops._TABLE if spec.matrix is not None]
-_OTHER_SPECS = [spec for i, spec in enumerate(ops._TABLE)
-                if spec.lut is None and spec.matrix is None and spec.kind != "batch" and i != _IDENTITY]
-
-
-def _group_tables():
-    group, slot = [0] * _N_OPS, [0] * _N_OPS  # group 0: identity (and batch ops, never drawn here)
+def _run_step(images, op_ids, levels, apply, signs, table, key):
+    """One step for the whole batch: image i runs op_ids[i] at levels[i] where apply[i]."""
+    op_ids = tf.where(apply, op_ids, _IDENTITY)
+    params = ops.levels_to_params(op_ids, levels, signs, table)
+    n = tf.shape(images)[0]
+    parts = tf.dynamic_partition(images, op_ids, _N_OPS)
+    idx = tf.dynamic_partition(tf.range(n), op_ids, _N_OPS)
+    prm = tf.dynamic_partition(params, op_ids, _N_OPS)
+    op_keys = _split(key, _N_OPS)
+    outs = []
     for i, spec in enumerate(ops._TABLE):
-        if spec in _LUT_SPECS:
-            group[i], slot[i] = 1, _LUT_SPECS.index(spec)
-        elif spec in _AFFINE_SPECS:
-            group[i], slot[i] = 2, _AFFINE_SPECS.index(spec)
-        elif spec in _OTHER_SPECS:
-            group[i] = 3 + _OTHER_SPECS.index(spec)
-    return np.array(group, np.int32), np.array(slot, np.int32)
-
-
-_GROUP, _SLOT = _group_tables()
-# numpy, not tf.constant: this module may first be imported while tf.data traces a function.
-_IDENTITY_MATRIX = np.array([1.0, 0.0, 0.0, 0.0, 1.0, 0.0], np.float64)
-
-
-def _select(use, new, old):
-    return tf.where(tf.reshape(use, [-1, 1, 1, 1]), new, old)
-
-
-def _step_luts(stats, op_ids, params):
-    """The per-image LUT of a step (identity for images whose op is not a point op).
-
-    Built outside XLA from exact integer statistics, so LUTs match Pillow bit for bit.
-    """
-    groups, slots = tf.gather(_GROUP, op_ids), tf.gather(_SLOT, op_ids)
-    luts = tf.stack([spec.lut(stats, params) for spec in _LUT_SPECS], axis=1)  # [B, k, C, 256]
-    return tf.where(tf.reshape(groups == 1, [-1, 1, 1]), tf.gather(luts, slots, batch_dims=1),
-                    tf.range(256)[None, None, :])
-
-
-def _step(images, lut, op_ids, params, key):
-    """Image i runs op op_ids[i] with params[i] (Identity where it drew no op)."""
-    groups, slots = tf.gather(_GROUP, op_ids), tf.gather(_SLOT, op_ids)
-    out = ops._apply_lut(images, lut)
-    matrices = tf.stack([spec.matrix(images, params) for spec in _AFFINE_SPECS], axis=1)
-    matrix = tf.where((groups == 2)[:, None], tf.gather(matrices, slots, batch_dims=1),
-                      _IDENTITY_MATRIX[None, :])
-    out = ops._affine(out, matrix, ops.FILL)
-    keys = _split(key, len(_OTHER_SPECS))
-    for j, spec in enumerate(_OTHER_SPECS):
-        use = groups == 3 + j
-        out = tf.cond(tf.reduce_any(use),
-                      lambda spec=spec, use=use, k=keys[j], x=out: _select(use, spec.fn(x, params, k), x),
-                      lambda x=out: x)
-    return out
-
-
-def _stage(op_name):
-    """A single-op stage: every image where `apply` runs the op."""
-    fn = ops.OPS[op_name].fn
-
-    def run(images, apply, params, key):
-        return tf.cond(tf.reduce_any(apply), lambda: _select(apply, fn(images, params, key), images),
-                       lambda: images)
-    return run
-
-
-def _compiled(name, fn, channels: int, extra: list):
-    """One XLA-compiled function per (name, channel count), traced once and cached."""
-    cache_key = ("xla", name, channels)
-    if cache_key not in _GRAPHS:
-        signature = [tf.TensorSpec([None, None, None, channels], tf.uint8)] + extra
-        _GRAPHS[cache_key] = tf.function(fn, input_signature=signature, jit_compile=True,
-                                         autograph=False)
-    return _GRAPHS[cache_key]
-
-
-_STEP_SPEC = [tf.TensorSpec([None, None, 256], tf.int32), tf.TensorSpec([None], tf.int32),
-              tf.TensorSpec([None], tf.float32), tf.TensorSpec([2], tf.int64)]
-_STAGE_SPEC = [tf.TensorSpec([None], tf.bool), tf.TensorSpec([None], tf.float32), tf.TensorSpec([2], tf.int64)]
+        if spec.kind == "batch" or i == _IDENTITY:
+            outs.append(parts[i])
+        else:
+            outs.append(spec.fn(parts[i], prm[i], op_keys[i]))
+    return tf.dynamic_stitch(idx, outs)
 
 
 def _sub_policies(images, op_ids, probs, levels, table, key):
@@ -132,16 +64,12 @@ def _sub_policies(images, op_ids, probs, levels, table, key):
     k = tf.shape(op_ids)[0]
     keys = _split(key, 1 + op_ids.shape[1])
     choice = tf.random.stateless_uniform([n], keys[0], 0, k, tf.int32)
-    channels = images.shape[-1]
-    stats_of = _compiled("stats", ops.image_stats, channels, [])
-    step = _compiled("step", _step, channels, _STEP_SPEC)
     for l in range(op_ids.shape[1]):
         k_apply, k_sign, k_ops = _split(keys[l + 1], 3)
         apply = tf.random.stateless_uniform([n], k_apply) < tf.gather(probs[:, l], choice)
         signs = tf.where(tf.random.stateless_uniform([n], k_sign) < 0.5, -1.0, 1.0)
-        ids = tf.where(apply, tf.gather(op_ids[:, l], choice), _IDENTITY)
-        params = ops.levels_to_params(ids, tf.gather(levels[:, l], choice), signs, table)
-        images = step(images, _step_luts(stats_of(images), ids, params), ids, params, k_ops)
+        images = _run_step(images, tf.gather(op_ids[:, l], choice), tf.gather(levels[:, l], choice),
+                           apply, signs, table, k_ops)
     return images
 
 
@@ -156,8 +84,11 @@ def _single_step(images, labels, op_name, prob, level, table, key):
     params = ops.levels_to_params(op_ids, tf.fill([n], level), signs, table)
     if spec.kind == "batch":
         return spec.fn(images, labels, params[0], apply, k_op)
-    stage = _compiled(op_name, _stage(op_name), images.shape[-1], _STAGE_SPEC)
-    return stage(images, apply, params, k_op), labels
+    mask = tf.cast(apply, tf.int32)
+    parts = tf.dynamic_partition(images, mask, 2)
+    idx = tf.dynamic_partition(tf.range(n), mask, 2)
+    out = spec.fn(parts[1], tf.dynamic_partition(params, mask, 2)[1], k_op)
+    return tf.dynamic_stitch(idx, [parts[0], out]), labels
 
 
 def _graph(structure: tuple, channels: int, with_labels: bool):

@@ -56,22 +56,9 @@ def _to_uint8_round(x):
     return tf.cast(tf.clip_by_value(tf.round(x), 0.0, 255.0), tf.uint8)
 
 
-def _f32_round(x64):
-    """Round float64 to float32 precision (and back): one IEEE float32 operation's result."""
-    return tf.cast(tf.cast(x64, tf.float32), tf.float64)
-
-
 def _blend(degenerate, images, factor):
-    """Pillow's Image.blend(degenerate, image, factor): float32 ``deg + factor * (x - deg)``.
-
-    Emulated in float64 with an explicit float32 rounding after the product and after the
-    sum (both exact in float64 for 8-bit inputs), so no compiler may fuse them into an FMA
-    (XLA does, and then a few pixels land one grey level off Pillow).
-    """
-    deg = tf.cast(degenerate, tf.float64)
-    prod = _f32_round(tf.cast(_per_image(tf.cast(factor, tf.float32)), tf.float64)
-                      * (tf.cast(images, tf.float64) - deg))
-    return tf.cast(tf.clip_by_value(_f32_round(deg + prod), 0.0, 255.0), tf.uint8)
+    """Pillow's Image.blend(degenerate, image, factor) on float inputs."""
+    return _to_uint8_trunc(degenerate + _per_image(factor) * (_f32(images) - degenerate))
 
 
 def _luma(images):
@@ -104,120 +91,59 @@ def identity(images, param, key):
     return images
 
 
-# Point ops are per-image, per-channel lookup tables [B, C, 256], computed from per-image
-# statistics (the channel histograms and the mean luma; all exact integers) and the
-# parameter. One gather applies a LUT; a policy step applies every point op of a batch
-# with one gather, its statistics computed once (augment.py).
-
-def image_stats(images) -> dict:
-    """hist: int32 [B, C, 256] channel histograms; luma_mean: float64 [B] (Pillow's L)."""
-    shape = tf.shape(images)
-    b, c = shape[0], shape[3]
-    x = tf.cast(images, tf.int32)
-    base = (tf.range(b)[:, None, None, None] * c + tf.range(c)[None, None, None, :]) * 256
-    # DenseBincount with an explicit size: tf.math.bincount's size depends on the data,
-    # which XLA cannot compile.
-    hist = tf.raw_ops.DenseBincount(input=tf.reshape(x + base, [-1]), size=b * c * 256,
-                                    weights=tf.zeros([0], tf.int32))
-    luma = _luma(images)
-    luma_sum = tf.reduce_sum(tf.cast(luma, tf.int64), axis=[1, 2, 3])
-    npix = tf.cast(shape[1] * shape[2], tf.float64)
-    return {"hist": tf.reshape(hist, [b, c, 256]), "luma_mean": tf.cast(luma_sum, tf.float64) / npix}
-
-
-def _levels(stats):
-    """[1, 1, 256] float32 grey levels, and the [B, C, 256] LUT shape."""
-    return tf.range(256, dtype=tf.float32)[None, None, :], tf.shape(stats["hist"])
-
-
-def _pixel_lut(stats, fn):
-    """A LUT from a function of the grey level (float32 [1, 1, 256]) broadcast per image."""
-    ix, full = _levels(stats)
-    return tf.broadcast_to(tf.cast(fn(ix), tf.int32), full)
-
-
-def _per_lut(v):
-    """[B] -> [B, 1, 1] for broadcasting against a [B, C, 256] LUT."""
-    return tf.reshape(v, [-1, 1, 1])
-
-
-def auto_contrast_lut(stats, param):
+def auto_contrast(images, param, key):
     """ImageOps.autocontrast(cutoff=0): per channel, map [min, max] onto [0, 255]."""
-    bins = tf.range(256)[None, None, :]
-    present = stats["hist"] > 0
-    lo = tf.reduce_min(tf.where(present, bins, 256), axis=-1)  # [B, C]
-    hi = tf.reduce_max(tf.where(present, bins, -1), axis=-1)
+    x = _f32(images)
+    lo = tf.reduce_min(x, axis=[1, 2])  # [B, C]
+    hi = tf.reduce_max(x, axis=[1, 2])
     lo64, hi64 = tf.cast(lo, tf.float64), tf.cast(hi, tf.float64)
     scale = 255.0 / tf.maximum(hi64 - lo64, 1.0)
     ix = tf.range(256, dtype=tf.float64)[None, None, :]
     lut = tf.floor(ix * scale[..., None] - (lo64 * scale)[..., None])
     lut = tf.cast(tf.clip_by_value(lut, 0.0, 255.0), tf.int32)
-    return tf.where((hi > lo)[..., None], lut, bins)
+    lut = tf.where((hi > lo)[..., None], lut, tf.range(256)[None, None, :])
+    return _apply_lut(images, lut)
 
 
-def equalize_lut(stats, param):
+def equalize(images, param, key):
     """ImageOps.equalize: Pillow's histogram-equalisation LUT, per image and channel."""
-    hist = stats["hist"]
+    shape = tf.shape(images)
+    b, c = shape[0], shape[3]
+    x = tf.cast(images, tf.int32)
+    base = (tf.range(b)[:, None, None, None] * c + tf.range(c)[None, None, None, :]) * 256
+    hist = tf.math.bincount(tf.reshape(x + base, [-1]), minlength=b * c * 256, maxlength=b * c * 256)
+    hist = tf.reshape(hist, [b, c, 256])
     bins = tf.range(256)[None, None, :]
     last = tf.reduce_max(tf.where(hist > 0, bins, -1), axis=-1, keepdims=True)
     last_count = tf.gather(hist, tf.maximum(last, 0), batch_dims=2)
     step = (tf.reduce_sum(hist, axis=-1, keepdims=True) - last_count) // 255
     before = tf.cumsum(hist, axis=-1, exclusive=True)
     lut = (step // 2 + before) // tf.maximum(step, 1)
-    return tf.where(step > 0, tf.minimum(lut, 255), bins)
+    lut = tf.where(step > 0, tf.minimum(lut, 255), bins)
+    return _apply_lut(images, lut)
 
 
-def invert_lut(stats, param):
-    return _pixel_lut(stats, lambda ix: 255.0 - ix)
+def invert(images, param, key):
+    return 255 - images
 
 
-def solarize_lut(stats, param):
+def solarize(images, param, key):
     """ImageOps.solarize: invert every pixel >= threshold (256 = identity)."""
-    return _pixel_lut(stats, lambda ix: tf.where(ix < _per_lut(param), ix, 255.0 - ix))
+    x = _f32(images)
+    return tf.where(x < _per_image(param), images, 255 - images)
 
 
-def solarize_add_lut(stats, param):
+def solarize_add(images, param, key):
     """Add `param` to pixels below 128, clipped (Model Garden's solarize_add)."""
-    return _pixel_lut(stats, lambda ix: tf.where(
-        ix < 128.0, tf.floor(tf.clip_by_value(ix + _per_lut(param), 0.0, 255.0)), ix))
+    x = _f32(images)
+    return tf.where(x < 128.0, _to_uint8_trunc(x + _per_image(param)), images)
 
 
-def posterize_lut(stats, param):
+def posterize(images, param, key):
     """ImageOps.posterize: keep the top `param` bits."""
-    bits = tf.clip_by_value(tf.cast(param, tf.int32), 0, 8)
+    bits = tf.cast(param, tf.int32)
     mask = tf.bitwise.left_shift(tf.constant(255, tf.int32), 8 - bits) % 256
-    ix, full = _levels(stats)
-    return tf.broadcast_to(tf.bitwise.bitwise_and(tf.cast(ix, tf.int32), _per_lut(mask)), full)
-
-
-def contrast_lut(stats, param):
-    """ImageEnhance.Contrast: blend with int(mean + 0.5) of the image's L (luma) conversion.
-
-    One grey level for the whole image, from Pillow's RGB->L luma, not per-channel means.
-    """
-    mean = tf.floor(stats["luma_mean"] + 0.5)
-    ix, full = _levels(stats)
-    return tf.broadcast_to(tf.cast(_blend(tf.reshape(mean, [-1, 1, 1, 1]), ix[..., None],
-                                          param), tf.int32)[..., 0], full)
-
-
-def brightness_lut(stats, param):
-    """ImageEnhance.Brightness: blend with black."""
-    ix, full = _levels(stats)
-    return tf.broadcast_to(tf.cast(_blend(tf.zeros([], tf.float64), ix[..., None], param),
-                                   tf.int32)[..., 0], full)
-
-
-def _lut_op(lut_fn):
-    def op(images, param, key):
-        return _apply_lut(images, lut_fn(image_stats(images), param))
-    op.__doc__ = lut_fn.__doc__
-    return op
-
-
-auto_contrast, equalize, invert = _lut_op(auto_contrast_lut), _lut_op(equalize_lut), _lut_op(invert_lut)
-solarize, solarize_add = _lut_op(solarize_lut), _lut_op(solarize_add_lut)
-posterize, contrast, brightness = _lut_op(posterize_lut), _lut_op(contrast_lut), _lut_op(brightness_lut)
+    return tf.cast(tf.bitwise.bitwise_and(tf.cast(images, tf.int32), _per_image(mask)), tf.uint8)
 
 
 def color(images, param, key):
@@ -225,6 +151,22 @@ def color(images, param, key):
     if images.shape[-1] == 1:
         return images
     return _blend(tf.cast(_luma(images), tf.float32), images, param)
+
+
+def contrast(images, param, key):
+    """ImageEnhance.Contrast: blend with int(mean + 0.5) of the image's L (luma) conversion.
+
+    One grey level for the whole image, from Pillow's RGB->L luma, not per-channel means.
+    """
+    luma = tf.cast(_luma(images), tf.float64)
+    mean = tf.reduce_sum(luma, axis=[1, 2, 3]) / tf.cast(tf.reduce_prod(tf.shape(luma)[1:]), tf.float64)
+    mean = tf.cast(tf.floor(mean + 0.5), tf.float32)
+    return _blend(_per_image(mean), images, param)
+
+
+def brightness(images, param, key):
+    """ImageEnhance.Brightness: blend with black."""
+    return _blend(tf.zeros([], tf.float32), images, param)
 
 
 def sharpness(images, param, key):
@@ -357,7 +299,7 @@ def _round15(v):
     return tf.round(v * 1e15) / 1e15
 
 
-def rotate_matrix(images, param):
+def rotate(images, param, key):
     """Image.rotate(param degrees, NEAREST, fillcolor=grey): counter-clockwise about (W/2, H/2).
 
     The matrix is built exactly as Pillow builds it (angle mod 360, cos/sin rounded to 15
@@ -370,7 +312,8 @@ def rotate_matrix(images, param):
     cx, cy = w / 2.0, h / 2.0
     c = cos * -cx + sin * -cy + 0.0 + cx
     f = msin * -cx + cos * -cy + 0.0 + cy
-    return tf.stack([cos, sin, c, msin, cos, f], axis=1)
+    matrix = tf.stack([cos, sin, c, msin, cos, f], axis=1)
+    return _affine(images, matrix, FILL)
 
 
 def _matrix(param, **entries):
@@ -382,40 +325,29 @@ def _matrix(param, **entries):
     return tf.stack(cols, axis=1)
 
 
-def shear_x_matrix(images, param):
+def shear_x(images, param, key):
     """Image.transform(AFFINE, (1, param, 0, 0, 1, 0)): x_in = x + param * y."""
-    return _matrix(param, b=param)
+    return _affine(images, _matrix(param, b=param), FILL)
 
 
-def shear_y_matrix(images, param):
+def shear_y(images, param, key):
     """Image.transform(AFFINE, (1, 0, 0, param, 1, 0)): y_in = y + param * x."""
-    return _matrix(param, d=param)
+    return _affine(images, _matrix(param, d=param), FILL)
 
 
-def translate_x_matrix(images, param):
+def translate_x(images, param, key):
     """Image.transform(AFFINE, (1, 0, param * W, 0, 1, 0)): content moves left for param > 0.
 
     AutoAugment: up to 10 px on 32 px, i.e. param up to 10/32 of the width.
     """
     _, w = _size(images)
-    return _matrix(param, c=tf.cast(param, tf.float64) * w)
+    return _affine(images, _matrix(param, c=tf.cast(param, tf.float64) * w), FILL)
 
 
-def translate_y_matrix(images, param):
+def translate_y(images, param, key):
     """Image.transform(AFFINE, (1, 0, 0, 0, 1, param * H)): content moves up for param > 0."""
     h, _ = _size(images)
-    return _matrix(param, f=tf.cast(param, tf.float64) * h)
-
-
-def _affine_op(matrix_fn):
-    def op(images, param, key):
-        return _affine(images, matrix_fn(images, param), FILL)
-    op.__doc__ = matrix_fn.__doc__
-    return op
-
-
-rotate, shear_x, shear_y = _affine_op(rotate_matrix), _affine_op(shear_x_matrix), _affine_op(shear_y_matrix)
-translate_x, translate_y = _affine_op(translate_x_matrix), _affine_op(translate_y_matrix)
+    return _affine(images, _matrix(param, f=tf.cast(param, tf.float64) * h), FILL)
 
 
 def flip_lr(images, param, key):
@@ -527,8 +459,6 @@ class OpSpec:
     integer: bool = False
     random: bool = False  # uses its key (draws per image)
     kind: str = "photometric"  # photometric | geometric | batch
-    lut: Callable | None = None  # point ops: (image_stats, param) -> int32 [B, C, 256]
-    matrix: Callable | None = None  # affine ops (grey fill): (images, param) -> float64 [B, 6]
 
     @property
     def has_level(self) -> bool:
@@ -570,27 +500,23 @@ _ENH = dict(param="factor", identity=1.0, aa=(0.1, 1.9), wide=(1.0, 1.99), signe
 
 _TABLE = [
     OpSpec("Identity", identity),
-    OpSpec("AutoContrast", auto_contrast, lut=auto_contrast_lut),
-    OpSpec("Equalize", equalize, lut=equalize_lut),
-    OpSpec("Invert", invert, lut=invert_lut),
-    OpSpec("Rotate", rotate, "degrees", 0.0, (0.0, 30.0), (0.0, 135.0), signed=True, kind="geometric",
-           matrix=rotate_matrix),
-    OpSpec("Solarize", solarize, "threshold", 256.0, (256.0, 0.0), (256.0, 0.0), integer=True,
-           lut=solarize_lut),
-    OpSpec("SolarizeAdd", solarize_add, "addition", 0.0, (0.0, 110.0), integer=True, lut=solarize_add_lut),
-    OpSpec("Posterize", posterize, "bits", 8.0, (8.0, 4.0), (8.0, 2.0), integer=True, lut=posterize_lut),
+    OpSpec("AutoContrast", auto_contrast),
+    OpSpec("Equalize", equalize),
+    OpSpec("Invert", invert),
+    OpSpec("Rotate", rotate, "degrees", 0.0, (0.0, 30.0), (0.0, 135.0), signed=True, kind="geometric"),
+    OpSpec("Solarize", solarize, "threshold", 256.0, (256.0, 0.0), (256.0, 0.0), integer=True),
+    OpSpec("SolarizeAdd", solarize_add, "addition", 0.0, (0.0, 110.0), integer=True),
+    OpSpec("Posterize", posterize, "bits", 8.0, (8.0, 4.0), (8.0, 2.0), integer=True),
     OpSpec("Color", color, **_ENH),
-    OpSpec("Contrast", contrast, lut=contrast_lut, **_ENH),
-    OpSpec("Brightness", brightness, lut=brightness_lut, **_ENH),
+    OpSpec("Contrast", contrast, **_ENH),
+    OpSpec("Brightness", brightness, **_ENH),
     OpSpec("Sharpness", sharpness, **_ENH),
-    OpSpec("ShearX", shear_x, "shear", 0.0, (0.0, 0.3), (0.0, 0.99), signed=True, kind="geometric",
-           matrix=shear_x_matrix),
-    OpSpec("ShearY", shear_y, "shear", 0.0, (0.0, 0.3), (0.0, 0.99), signed=True, kind="geometric",
-           matrix=shear_y_matrix),
+    OpSpec("ShearX", shear_x, "shear", 0.0, (0.0, 0.3), (0.0, 0.99), signed=True, kind="geometric"),
+    OpSpec("ShearY", shear_y, "shear", 0.0, (0.0, 0.3), (0.0, 0.99), signed=True, kind="geometric"),
     OpSpec("TranslateX", translate_x, "fraction of width", 0.0, (0.0, 10 / 32), (0.0, 1.0),
-           signed=True, kind="geometric", matrix=translate_x_matrix),
+           signed=True, kind="geometric"),
     OpSpec("TranslateY", translate_y, "fraction of height", 0.0, (0.0, 10 / 32), (0.0, 1.0),
-           signed=True, kind="geometric", matrix=translate_y_matrix),
+           signed=True, kind="geometric"),
     OpSpec("Cutout", cutout, "fraction of side", 0.0, (0.0, 20 / 32), random=True, kind="geometric"),
     OpSpec("FlipLR", flip_lr, kind="geometric"),
     OpSpec("FlipUD", flip_ud, kind="geometric"),
