@@ -17,25 +17,67 @@ def _user_errors():
     return (ConfigError, DataError, OpError, PolicyError, TrackingError)
 
 
-def _experiment(args) -> dict:
-    from .config import load_experiment
+def _overrides(args) -> list[str]:
     overrides = list(args.set or [])
     for flag, key in (("n_trials", "n_trials"), ("storage", "storage"), ("tracking_uri", "tracking_uri"),
                       ("study_name", "name"), ("seed", "seed"), ("driver", "driver.name")):
         value = getattr(args, flag, None)
         if value is not None:
             overrides.append(f"{key}={value}")
-    return load_experiment(args.experiment, overrides)
+    return overrides
+
+
+def _experiment(args) -> dict:
+    from .config import load_experiment
+    return load_experiment(args.experiment, _overrides(args))
+
+
+def _check_shared(cfg: dict, who: str) -> None:
+    """Parallel workers: the Optuna driver and a storage they can share, reachable now."""
+    from .config import ConfigError
+    from .search.optuna_driver import check_shared, make_storage
+    if cfg["driver"]["name"] != "optuna":
+        raise ConfigError(f"{who} needs the optuna driver (KerasTuner runs one worker)")
+    check_shared(cfg["storage"], who)
+    make_storage(cfg["storage"], cfg["driver"]["heartbeat_s"])
+
+
+def _run_workers(args, cfg: dict) -> int:
+    """`--workers N`: N `autoaug worker` processes on this host; the worst exit code."""
+    import subprocess
+    cmd = [sys.executable, "-m", "autoaug.cli", "worker", args.experiment, "--quiet"]
+    for item in _overrides(args):
+        cmd += ["--set", item]
+    procs = [subprocess.Popen(cmd) for _ in range(args.workers)]
+    try:
+        return max(p.wait() for p in procs)
+    finally:
+        for p in procs:
+            if p.poll() is None:
+                p.terminate()
+                p.wait()
 
 
 def cmd_search(args) -> int:
     import pandas as pd
+    from .config import ConfigError
     from .search import run_search
-    from .tracking import redact
+    from .tracking import open_study, redact
     cfg = _experiment(args)
+    if args.workers < 1:
+        raise ConfigError(f"--workers must be at least 1, got {args.workers}")
+    if args.workers > 1:
+        _check_shared(cfg, f"--workers {args.workers}")
     print(f"study {cfg['name']}: {cfg['n_trials']} trials, driver {cfg['driver']['name']}, "
-          f"storage {redact(cfg['storage']) or 'memory'}, tracking {redact(cfg['tracking_uri'])}")
-    ctx, frame = run_search(cfg, progress=not args.quiet)
+          f"storage {redact(cfg['storage']) or 'memory'}, tracking {redact(cfg['tracking_uri'])}"
+          + (f", {args.workers} workers" if args.workers > 1 else ""), flush=True)
+    if args.workers > 1:
+        code = _run_workers(args, cfg)
+        if code:
+            return code
+        frame = open_study(cfg["tracking_uri"], cfg["name"]).trials_frame()
+    else:
+        ctx, frame = run_search(cfg, progress=not args.quiet)
     if len(frame):
         frame = frame.assign(kind=frame["baseline"].where(frame["baseline"] != "", "searched"))
         done = frame[frame["state"] == "complete"].sort_values("val_accuracy", ascending=False)
@@ -46,6 +88,20 @@ def cmd_search(args) -> int:
             print(done[done["kind"] == "searched"].head(5)[["trial", "val_accuracy", "duration_s", "stages", "summary"]].to_string(index=False))
         counts = frame["state"].value_counts().to_dict()
         print(f"\ntrials: {counts}; MLflow experiment '{cfg['name']}' at {redact(cfg['tracking_uri'])}")
+    return 0
+
+
+def cmd_worker(args) -> int:
+    """One worker of a shared study: runs trials until the study has its n_trials, then exits."""
+    from .search import run_search
+    from .search.optuna_driver import check_shared, worker_id
+    cfg = _experiment(args)
+    check_shared(cfg["storage"], "autoaug worker")
+    print(f"worker {worker_id()} joins study {cfg['name']}", flush=True)
+    ctx, frame = run_search(cfg, progress=not args.quiet)
+    mine = sum(1 for o in ctx.outcomes if o.state == "complete")
+    counts = frame["state"].value_counts().to_dict() if len(frame) else {}
+    print(f"worker {worker_id()} done: {mine} trials completed here; study {cfg['name']}: {counts}")
     return 0
 
 
@@ -154,17 +210,27 @@ def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="autoaug", description="Search data-augmentation policies.")
     sub = p.add_subparsers(dest="command", required=True)
 
+    def search_flags(s):
+        s.add_argument("experiment", help="experiment YAML, e.g. experiments/quickstart.yaml")
+        s.add_argument("--n-trials", type=int)
+        s.add_argument("--storage", help="Optuna storage: sqlite:///x.db, journal:FILE, postgresql://...")
+        s.add_argument("--tracking-uri", help="MLflow tracking URI (default sqlite:///mlflow.db)")
+        s.add_argument("--study-name")
+        s.add_argument("--seed", type=int)
+        s.add_argument("--driver", choices=["optuna", "kerastuner"])
+        s.add_argument("--set", action="append", metavar="KEY.PATH=VALUE", help="override any config key")
+        s.add_argument("--quiet", action="store_true", help="no progress bar")
+
     s = sub.add_parser("search", help="run or resume a policy search")
-    s.add_argument("experiment", help="experiment YAML, e.g. experiments/quickstart.yaml")
-    s.add_argument("--n-trials", type=int)
-    s.add_argument("--storage", help="Optuna storage: sqlite:///x.db, journal:FILE, postgresql://...")
-    s.add_argument("--tracking-uri", help="MLflow tracking URI (default sqlite:///mlflow.db)")
-    s.add_argument("--study-name")
-    s.add_argument("--seed", type=int)
-    s.add_argument("--driver", choices=["optuna", "kerastuner"])
-    s.add_argument("--set", action="append", metavar="KEY.PATH=VALUE", help="override any config key")
-    s.add_argument("--quiet", action="store_true", help="no progress bar")
+    search_flags(s)
+    s.add_argument("--workers", type=int, default=1,
+                   help="worker processes on this host (needs journal:FILE or RDB storage)")
     s.set_defaults(fn=cmd_search)
+
+    w = sub.add_parser("worker", help="one worker of a study shared through journal or RDB storage "
+                                      "(for Kubernetes Jobs, Slurm arrays)")
+    search_flags(w)
+    w.set_defaults(fn=cmd_worker)
 
     v = sub.add_parser("preview", help="write a PNG grid of augmented samples")
     v.add_argument("--policy", required=True, help="policy file, built-in name or runs:/ URI")

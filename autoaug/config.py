@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import copy
 import os
+import re
 
 import yaml
 
@@ -24,7 +25,8 @@ DEFAULTS: dict = {
                  "label_smoothing": 0.0},
     "search_space": "search_spaces/autoaugment_small.yaml",
     "driver": {"name": "optuna", "sampler": "tpe", "pruner": "median", "n_startup_trials": 5,
-               "prune_below": 0.0, "tuner": "bayesian"},
+               "prune_below": 0.0, "tuner": "bayesian",
+               "heartbeat_s": 20},  # RDB storage: a trial is stale (its worker dead) after 3 beats
     "n_trials": 12,
     "baselines": ["none", "standard", "autoaugment-cifar10+standard+cutout",
                   "randaugment+standard", "trivialaugment-wide+standard"],
@@ -40,7 +42,8 @@ CHOICES = {
     "driver.pruner": ("none", "median", "hyperband", "threshold"),
     "driver.tuner": ("bayesian", "hyperband", "random"),
 }
-POSITIVE_INTS = ("training.epochs", "training.batch_size", "n_trials", "data.n_train", "data.n_val")
+POSITIVE_INTS = ("training.epochs", "training.batch_size", "n_trials", "data.n_train", "data.n_val",
+                 "driver.heartbeat_s")
 
 
 def _merge(base: dict, override: dict, path: str = "") -> dict:
@@ -89,8 +92,13 @@ def _check(cfg: dict) -> None:
         raise ConfigError("'search_space' must be a file path or a mapping")
 
 
+_EXPONENT = re.compile(r"^[+-]?(\d+\.?\d*|\.\d+)[eE][+-]?\d+$")  # 1e30, which YAML 1.1 reads as text
+
+
 def parse_value(text: str):
-    """`--set` values are YAML scalars: 3, 0.1, true, null, [a, b], text."""
+    """`--set` values are YAML scalars: 3, 0.1, 1e-3, true, null, [a, b], text."""
+    if _EXPONENT.match(text.strip()):
+        return float(text)
     try:
         return yaml.safe_load(text)
     except yaml.YAMLError:

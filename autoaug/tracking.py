@@ -25,10 +25,20 @@ class TrackingError(RuntimeError):
 
 
 def redact(url: str | None) -> str | None:
-    """Hide the password in scheme://user:password@host URLs."""
+    """Hide the password in scheme://user:password@host URLs (and ?password=... queries)."""
     if not url:
         return url
-    return re.sub(r"(://[^/:@]+):[^@/]*@", r"\1:***@", str(url))
+    text = re.sub(r"(://[^/:@\s]*):[^@/\s]*@", r"\1:***@", str(url))
+    return re.sub(r"((?:password|passwd)=)[^&\s]*", r"\1***", text, flags=re.IGNORECASE)
+
+
+def check_uri(tracking_uri: str) -> None:
+    """Fail early, before any store is created, when a SQLite store's folder does not exist."""
+    if tracking_uri.startswith("sqlite:///"):
+        folder = os.path.dirname(os.path.abspath(tracking_uri[len("sqlite:///"):]))
+        if not os.path.isdir(folder):
+            raise TrackingError(f"cannot use MLflow tracking store {redact(tracking_uri)}: "
+                                f"folder {folder} does not exist; create it or fix --tracking-uri")
 
 
 def code_version() -> str:
@@ -78,7 +88,7 @@ class Tracker:
             self.experiment_id = exp.experiment_id if exp else self._create_experiment(experiment)
         except Exception as e:  # the store is unreachable or not an MLflow store
             raise TrackingError(f"cannot use MLflow tracking store {redact(tracking_uri)}: "
-                                f"{str(e).splitlines()[0][:200]}") from None
+                                f"{redact(str(e).splitlines()[0][:200])}") from None
         self.parent_id: str | None = None
 
     def _create_experiment(self, name: str) -> str:
@@ -90,15 +100,28 @@ class Tracker:
 
     # ------------------------------------------------------------------ study
     def find_parent(self, study: str):
+        """The latest parent run of a study of this name."""
         runs = self.client.search_runs(
             [self.experiment_id],
             filter_string=f"tags.`autoaug.study` = '{study}' and tags.`autoaug.role` = '{PARENT}'",
-            order_by=["attributes.start_time ASC"], max_results=1)
+            order_by=["attributes.start_time DESC"], max_results=1)
         return runs[0] if runs else None
 
-    def start_study(self, study: str, config: dict, space_dict: dict, storage: str | None) -> str:
-        """Find or create the study's parent run (a resumed study keeps its parent)."""
-        existing = self.find_parent(study)
+    def start_study(self, study: str, config: dict, space_dict: dict, storage: str | None,
+                    parent_id: str | None = None, new: bool = False) -> str:
+        """Adopt the parent run `parent_id`; else create one (`new`), or find or create one.
+
+        The Optuna driver creates a parent for each new study and records its id in the
+        study, so parallel workers all adopt the same one; a resumed study keeps its parent.
+        """
+        if parent_id:
+            try:
+                existing = self.client.get_run(parent_id)
+            except Exception:
+                raise TrackingError(f"study {study!r} logs to MLflow run {parent_id}, which is not in "
+                                    f"{redact(self.uri)}; use the study's --tracking-uri") from None
+        else:
+            existing = None if new else self.find_parent(study)
         if existing is not None:
             self.parent_id = existing.info.run_id
             if existing.info.status != "RUNNING":
@@ -121,8 +144,9 @@ class Tracker:
         self._log_params(self.parent_id, flat)
         return self.parent_id
 
-    def finish_study(self, best: dict | None, figures: dict | None = None) -> None:
-        """Best policy as artifact + tags on the parent; plots; parent marked finished."""
+    def finish_study(self, best: dict | None, figures: dict | None = None, done: bool = True) -> None:
+        """Best policy as artifact + tags on the parent; plots; parent marked finished when `done`
+        (the last of parallel workers to stop marks it)."""
         if best:
             self.client.log_text(self.parent_id, best["policy"].to_json(), "best_policy.json")
             for key in ("trial", "run_id", "val_accuracy", "policy_hash"):
@@ -130,7 +154,8 @@ class Tracker:
             self.client.log_metric(self.parent_id, "best_val_accuracy", float(best["val_accuracy"]))
         for name, fig in (figures or {}).items():
             self.client.log_figure(self.parent_id, fig, f"plots/{name}.png")
-        self.client.set_terminated(self.parent_id, "FINISHED")
+        if done:
+            self.client.set_terminated(self.parent_id, "FINISHED")
 
     # ------------------------------------------------------------------ trials
     def start_trial(self, number: int, policy, driver_params: dict, tags: dict | None = None) -> str:
@@ -167,6 +192,20 @@ class Tracker:
             self.client.set_tag(run_id, "autoaug.fail_reason", reason[:4000])
         self.client.set_terminated(run_id, "FAILED" if state == "failed" else "FINISHED")
 
+    def running_trial_runs(self) -> dict:
+        """{trial number: run id} of this study's trial runs that are still RUNNING in MLflow."""
+        runs = self.client.search_runs(
+            [self.experiment_id], max_results=10000,
+            filter_string=f"tags.`mlflow.parentRunId` = '{self.parent_id}' and attributes.status = 'RUNNING'")
+        return {int(r.data.tags.get("autoaug.trial", -1)): r.info.run_id for r in runs}
+
+    def close_orphan(self, run_id: str, reason: str) -> bool:
+        """Close a trial run whose worker is gone (if it is still RUNNING) as failed."""
+        if self.client.get_run(run_id).info.status != "RUNNING":
+            return False
+        self.end_trial(run_id, "failed", reason=reason)
+        return True
+
     def trial_runs(self):
         """All trial runs of this study's parent, as MLflow Run objects."""
         return self.client.search_runs(
@@ -197,7 +236,7 @@ def open_study(tracking_uri: str, study: str) -> Tracker:
         exp = tracker.client.get_experiment_by_name(study)
     except Exception as e:
         raise TrackingError(f"cannot use MLflow tracking store {redact(tracking_uri)}: "
-                            f"{str(e).splitlines()[0][:200]}") from None
+                            f"{redact(str(e).splitlines()[0][:200])}") from None
     if exp is not None:
         tracker.experiment_id = exp.experiment_id
         parent = tracker.find_parent(study)
@@ -237,7 +276,7 @@ def read_artifact_text(uri: str, tracking_uri: str | None = None) -> str:
         return mlflow.artifacts.load_text(uri)
     except Exception as e:
         raise TrackingError(f"cannot read {uri} from MLflow ({redact(mlflow.get_tracking_uri())}): "
-                            f"{str(e).splitlines()[0][:200]}") from None
+                            f"{redact(str(e).splitlines()[0][:200])}") from None
 
 
 TRIAL_COLUMNS = ["trial", "baseline", "state", "val_accuracy", "duration_s", "policy_hash",

@@ -105,10 +105,15 @@ def train_model(x_train: np.ndarray, y_train: np.ndarray, x_val: np.ndarray, y_v
     net.compile(optimizer=optimizer,
                 loss=keras.losses.CategoricalCrossentropy(label_smoothing=label_smoothing),
                 metrics=["accuracy"], jit_compile=device["jit_compile"])
-    train_ds = train_dataset(x_train, y_train, policy, batch_size=batch_size,
+    def make_train_ds():
+        return train_dataset(x_train, y_train, policy, batch_size=batch_size,
                              num_classes=num_classes, seed=seed, one_hot=True)
+
+    # Measured on a dataset of its own: iterating the training one first would advance its
+    # reshuffling state, and the same seed would then no longer give the same training.
+    throughput = measure_augmentation(make_train_ds(), batch_size)
+    train_ds = make_train_ds()
     val_ds = eval_dataset(x_val, y_val, batch_size=256, num_classes=num_classes, one_hot=True)
-    throughput = measure_augmentation(train_ds, batch_size)
     history: list = []
     start = time.perf_counter()
     net.fit(train_ds, epochs=epochs, steps_per_epoch=steps, validation_data=val_ds,

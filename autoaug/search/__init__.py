@@ -10,13 +10,15 @@ __all__ = ["SearchSpace", "StudyContext", "best_policy", "load_space", "run_sear
 def run_search(cfg: dict, progress: bool = True):
     """Run (or resume) the study that `cfg` describes; return (context, trials DataFrame)."""
     ctx = StudyContext.create(cfg)
-    figures = {}
+    figures, complete = {}, True
     if cfg["driver"]["name"] == "optuna":
         from . import optuna_driver
         study = optuna_driver.run(ctx, progress=progress)
         figures = optuna_driver.figures(study)
+        complete = not optuna_driver.running(study)
     else:
         from . import kerastuner_driver
+        ctx.track()
         kerastuner_driver.run(ctx, progress=progress)
     frame = ctx.tracker.trials_frame()
     best = None
@@ -24,7 +26,7 @@ def run_search(cfg: dict, progress: bool = True):
     if len(done):
         row = done.sort_values("val_accuracy", ascending=False).iloc[0]
         best = {"trial": int(row["trial"]), "run_id": row["run_id"], "val_accuracy": float(row["val_accuracy"])}
-    ctx.finish(best, figures)
+    ctx.finish(best, figures, complete)
     return ctx, frame
 
 

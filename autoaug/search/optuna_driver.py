@@ -1,19 +1,57 @@
 """The Optuna driver: samplers and pruners with their settings written out, any storage.
 
-Storage URLs: None (in memory), ``sqlite:///file.db``, ``journal:path/to/file`` (a
-JournalFileBackend: the choice for parallel workers on one host), or any SQLAlchemy
-RDB URL such as ``postgresql://user:pass@host/db`` (across hosts; heartbeats re-queue
-the trials of killed workers).
+Storage URLs: None (in memory), ``sqlite:///file.db`` (one worker), ``journal:path/to/file``
+(a JournalFileBackend: the choice for parallel workers on one host), or any SQLAlchemy
+RDB URL such as ``postgresql://user:pass@host/db`` (across hosts).
+
+Every ``run`` is one worker; any number of them may share a journal or RDB study.
+The worker that creates the study enqueues the baselines and creates the study's MLflow
+parent run, and records its id in the study (``mlflow_parent_run_id``); the others adopt it.
+A worker starts a trial only while the study has fewer than ``n_trials`` trials complete,
+pruned or running, so parallel workers stop at exactly ``n_trials``. A killed worker's
+trial ends FAILED and its parameters are queued once more: with RDB storage through
+heartbeats (``driver.heartbeat_s``; stale after three beats), with journal or SQLite
+storage when a worker on the same host finds the trial's process gone. Its MLflow run
+is then closed as failed ("worker killed").
 """
 from __future__ import annotations
+
+import copy
+import os
+import socket
+import time
+import warnings
+import zlib
 
 import optuna
 from optuna.trial import TrialState
 
+from ..config import ConfigError
 from ..policy import Policy
+from ..tracking import redact
 from .study import StudyContext, failure_reason
 
-HEARTBEAT_S = 20
+PARENT_ATTR = "mlflow_parent_run_id"
+WORKER_ATTR = "worker"  # host:pid of the process running the trial
+KILLED = "worker killed"
+PARENT_WAIT_S = 60  # how long a worker waits for the study's creator to record the parent run
+ALIVE = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.RUNNING)
+
+
+def storage_kind(url: str | None) -> str:
+    """memory | journal | sqlite | rdb (any other SQLAlchemy URL: heartbeats, across hosts)."""
+    if not url:
+        return "memory"
+    return "journal" if url.startswith("journal:") else "sqlite" if url.startswith("sqlite") else "rdb"
+
+
+def check_shared(url: str | None, who: str) -> None:
+    """Parallel workers (`who`) need a storage that processes can share safely."""
+    kind = storage_kind(url)
+    if kind in ("memory", "sqlite"):
+        what = "an in-memory study" if kind == "memory" else "SQLite storage (not for parallel workers)"
+        raise ConfigError(f"{who} cannot share {what}; use --storage journal:FILE on one host "
+                          f"or --storage postgresql://... across hosts")
 
 
 class OptunaSuggest:
@@ -60,26 +98,64 @@ def make_pruner(driver: dict, epochs: int) -> optuna.pruners.BasePruner:
     return optuna.pruners.NopPruner()
 
 
-def make_storage(url: str | None):
-    """An Optuna storage from a URL (see the module docstring); None = in memory."""
-    if not url:
-        return None
-    if url.startswith("journal:"):
-        from optuna.storages.journal import JournalFileBackend, JournalStorage
-        return JournalStorage(JournalFileBackend(url[len("journal:"):]))
-    if url.startswith("sqlite"):
-        return optuna.storages.RDBStorage(url, engine_kwargs={"connect_args": {"timeout": 60}})
-    return optuna.storages.RDBStorage(
-        url, heartbeat_interval=HEARTBEAT_S, grace_period=3 * HEARTBEAT_S,
-        failed_trial_callback=optuna.storages.RetryFailedTrialCallback(max_retry=1))
+def make_storage(url: str | None, heartbeat_s: int = 20):
+    """An Optuna storage from a URL (see the module docstring); None = in memory.
+
+    A storage that cannot be opened is a ConfigError naming the URL without its password.
+    """
+    kind = storage_kind(url)
+    try:
+        if kind == "memory":
+            return None
+        if kind == "journal":
+            from optuna.storages.journal import JournalFileBackend, JournalStorage
+            return JournalStorage(JournalFileBackend(url[len("journal:"):]))
+        if kind == "sqlite":
+            return optuna.storages.RDBStorage(url, engine_kwargs={"connect_args": {"timeout": 60}})
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            return optuna.storages.RDBStorage(
+                _with_driver(url), heartbeat_interval=heartbeat_s, grace_period=3 * heartbeat_s,
+                heartbeat_stale_trial_callback=_retry)
+    except ConfigError:
+        raise
+    except Exception as e:  # unreachable server, missing folder, bad URL, missing driver...
+        text = (str(e).strip().splitlines() or [type(e).__name__])[0][:300]
+        raise ConfigError(f"cannot open Optuna storage {redact(url)}: {redact(text)}; "
+                          f"check --storage") from None
 
 
-def open_study(cfg: dict) -> optuna.Study:
+def _with_driver(url: str) -> str:
+    """`postgresql://` names no driver; SQLAlchemy 2.1 then wants psycopg 3: use what is installed."""
+    import importlib.util
+    scheme, sep, rest = url.partition("://")
+    if scheme in ("postgresql", "postgres") and not importlib.util.find_spec("psycopg"):
+        if not importlib.util.find_spec("psycopg2"):
+            raise ConfigError("PostgreSQL storage needs a driver: pip install psycopg2-binary")
+        return f"postgresql+psycopg2{sep}{rest}"
+    return url
+
+
+def _retry(study: optuna.Study, trial) -> None:
+    """Queue a killed trial's parameters (and baseline) once more, without its worker and run."""
+    trial = copy.deepcopy(trial)
+    trial.user_attrs = {k: v for k, v in trial.user_attrs.items() if k == "baseline"}
+    optuna.storages.RetryHeartbeatStaleTrialCallback(max_retry=1)(study, trial)
+
+
+def open_study(cfg: dict) -> tuple[optuna.Study, bool]:
+    """(study, True if this call created it). Exactly one of several racing workers creates it."""
     driver = cfg["driver"]
-    return optuna.create_study(
-        study_name=cfg["name"], storage=make_storage(cfg["storage"]), direction="maximize",
-        sampler=make_sampler(driver, cfg["seed"]),
-        pruner=make_pruner(driver, cfg["training"]["epochs"]), load_if_exists=True)
+    kwargs = dict(study_name=cfg["name"], storage=make_storage(cfg["storage"], driver["heartbeat_s"]),
+                  direction="maximize", sampler=make_sampler(driver, cfg["seed"]),
+                  pruner=make_pruner(driver, cfg["training"]["epochs"]))
+    try:
+        return optuna.create_study(**kwargs), True
+    except optuna.exceptions.DuplicatedStudyError:
+        # Joining: a seed of this worker's own, or every worker would propose the same policies.
+        seed = (cfg["seed"] + zlib.crc32(worker_id().encode())) % 2**31
+        kwargs["sampler"] = make_sampler(driver, seed)
+        return optuna.create_study(load_if_exists=True, **kwargs), False
 
 
 def enqueue_baselines(study: optuna.Study, names: list[str]) -> None:
@@ -90,17 +166,116 @@ def enqueue_baselines(study: optuna.Study, names: list[str]) -> None:
             study.enqueue_trial({}, user_attrs={"baseline": name})
 
 
-def finished(study: optuna.Study) -> int:
-    return len(study.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.PRUNED)))
+def attach_tracking(ctx: StudyContext, study: optuna.Study, created: bool) -> None:
+    """The study's one MLflow parent run: the creator makes it, the other workers adopt it."""
+    if created:
+        try:
+            parent_id = ctx.track(new=True)
+        except BaseException:  # e.g. an unreachable tracking server: leave no half-made study
+            optuna.delete_study(study_name=study.study_name, storage=study._storage)
+            raise
+        enqueue_baselines(study, ctx.cfg["baselines"])  # before the others may start trials
+        study.set_user_attr(PARENT_ATTR, parent_id)
+        return
+    deadline = time.monotonic() + PARENT_WAIT_S
+    while PARENT_ATTR not in study.user_attrs and time.monotonic() < deadline:
+        time.sleep(0.5)  # the creator is enqueuing the baselines and creating the parent
+    parent_id = study.user_attrs.get(PARENT_ATTR)
+    ctx.track(parent_id)
+    if not parent_id:  # a study from before parent ids were recorded, or its creator died
+        enqueue_baselines(study, ctx.cfg["baselines"])
+        study.set_user_attr(PARENT_ATTR, ctx.tracker.parent_id)
+
+
+def worker_id() -> str:
+    return f"{socket.gethostname()}:{os.getpid()}"
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        pass
+    return True
+
+
+def recover_killed_trials(study: optuna.Study, kind: str) -> None:
+    """End the RUNNING trials of killed workers as FAILED and queue their parameters again.
+
+    RDB storage: trials whose heartbeat stopped. Journal/SQLite (no heartbeats): trials
+    whose worker ran on this host and is gone.
+    """
+    if kind == "rdb":
+        optuna.storages.fail_stale_trials(study)
+        return
+    host, storage = socket.gethostname(), study._storage
+    for t in study.get_trials(states=(TrialState.RUNNING,)):
+        h, _, pid = t.user_attrs.get(WORKER_ATTR, "").rpartition(":")
+        if h != host or not pid.isdigit() or _alive(int(pid)):
+            continue
+        try:
+            storage.set_trial_user_attr(t._trial_id, "fail_reason", KILLED)
+            storage.set_trial_state_values(t._trial_id, TrialState.FAIL)
+        except optuna.exceptions.UpdateFinishedTrialError:
+            continue  # another worker got there first
+        _retry(study, t)
+
+
+def close_orphan_runs(ctx: StudyContext, study: optuna.Study) -> None:
+    """MLflow runs left RUNNING by killed workers: their Optuna trial has ended; close them.
+
+    A live worker closes its MLflow run before it ends the Optuna trial, so a run still
+    RUNNING after its trial ended belongs to a dead worker.
+    """
+    runs = ctx.tracker.running_trial_runs()
+    if not runs:
+        return
+    ended = {t.number: t for t in study.get_trials(deepcopy=False) if t.state.is_finished()}
+    for number, run_id in runs.items():
+        if number in ended:
+            ctx.tracker.close_orphan(run_id, ended[number].user_attrs.get("fail_reason", KILLED))
+
+
+def claimed(study: optuna.Study, below: int | None = None) -> int:
+    """Trials complete, pruned or running (with a number below `below`)."""
+    trials = study.get_trials(deepcopy=False, states=ALIVE)
+    return sum(1 for t in trials if below is None or t.number < below)
+
+
+class SurplusTrial(Exception):
+    """Parallel workers started more trials than the study needs; this one is not run."""
+
+
+class _StopAtTarget:
+    """After each trial: close orphaned MLflow runs; stop this worker once the study has its
+    target of trials complete, pruned or running (in other workers)."""
+
+    def __init__(self, ctx: StudyContext, target: int):
+        self.ctx, self.target = ctx, target
+
+    def __call__(self, study: optuna.Study, trial) -> None:
+        close_orphan_runs(self.ctx, study)
+        if claimed(study) >= self.target:
+            study.stop()
 
 
 def run(ctx: StudyContext, progress: bool = True) -> optuna.Study:
+    """One worker: open (or create) the study, then run trials until it has `n_trials`."""
     cfg = ctx.cfg
-    study = open_study(cfg)
-    enqueue_baselines(study, cfg["baselines"])
+    kind = storage_kind(cfg["storage"])
+    study, created = open_study(cfg)
+    attach_tracking(ctx, study, created)
+    recover_killed_trials(study, kind)
+    close_orphan_runs(ctx, study)
     target = cfg["n_trials"]
 
     def objective(trial: optuna.Trial) -> float:
+        trial.set_user_attr(WORKER_ATTR, worker_id())
+        if claimed(study, below=trial.number) >= target:  # another worker took the last slot
+            trial.set_user_attr("fail_reason", "surplus: the study already has its trials")
+            raise SurplusTrial(f"the study already has {target} trials")
         baseline = trial.user_attrs.get("baseline")
         policy: Policy = (ctx.baseline_policy(baseline) if baseline
                           else ctx.space.sample(OptunaSuggest(trial)))
@@ -123,13 +298,17 @@ def run(ctx: StudyContext, progress: bool = True) -> optuna.Study:
             raise
         return outcome.value
 
-    remaining = target - finished(study)
+    remaining = target - claimed(study)  # failed trials count as tried: run again to top up
     if remaining > 0:
         study.optimize(objective, n_trials=remaining, catch=(Exception,),
-                       callbacks=[optuna.study.MaxTrialsCallback(
-                           target, states=(TrialState.COMPLETE, TrialState.PRUNED))],
+                       callbacks=[_StopAtTarget(ctx, target)],
                        show_progress_bar=progress, gc_after_trial=True)
     return study
+
+
+def running(study: optuna.Study) -> bool:
+    """Whether other workers still run trials of the study."""
+    return bool(study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)))
 
 
 def figures(study: optuna.Study) -> dict:

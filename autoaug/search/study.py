@@ -40,13 +40,15 @@ class TrialOutcome:
 class StudyContext:
     cfg: dict
     space: SearchSpace
-    tracker: tracking.Tracker
+    tracker: tracking.Tracker | None = None  # set by `track`, once the Optuna storage is open
     arrays: tuple = ()
     num_classes: int = 0
     outcomes: list = field(default_factory=list)
 
     @classmethod
     def create(cls, cfg: dict) -> "StudyContext":
+        """Check the space, the baselines, the data and the tracking URI; write nothing yet."""
+        tracking.check_uri(cfg["tracking_uri"])
         space = load_space(resolve(cfg["search_space"], cfg) if isinstance(cfg["search_space"], str)
                            else cfg["search_space"])
         cfg["_space_hash"] = space.digest()
@@ -56,9 +58,14 @@ class StudyContext:
         source = resolve(d["source"], cfg)
         ds = load_dataset(source)
         arrays = reduced_split(ds, d["n_train"], d["n_val"], seed=d["split_seed"])
-        tracker = tracking.Tracker(cfg["tracking_uri"], cfg["name"])
-        tracker.start_study(cfg["name"], cfg, space.to_dict(), cfg["storage"])
-        return cls(cfg, space, tracker, arrays, ds.num_classes)
+        return cls(cfg, space, None, arrays, ds.num_classes)
+
+    def track(self, parent_id: str | None = None, new: bool = False) -> str:
+        """Open the MLflow store and adopt (or create) the study's parent run; its id."""
+        cfg = self.cfg
+        self.tracker = tracking.Tracker(cfg["tracking_uri"], cfg["name"])
+        return self.tracker.start_study(cfg["name"], cfg, self.space.to_dict(), cfg["storage"],
+                                        parent_id=parent_id, new=new)
 
     def baseline_policy(self, name: str) -> Policy:
         return builtin(name)
@@ -117,9 +124,9 @@ class StudyContext:
         self.outcomes.append(outcome)
         return outcome
 
-    def finish(self, best: dict | None, figures: dict | None = None) -> None:
+    def finish(self, best: dict | None, figures: dict | None = None, done: bool = True) -> None:
         """Tag the parent with the best trial (from MLflow, so all workers count)."""
         if best is not None:
             best["policy"] = Policy.from_json(self.tracker.read_text(best["run_id"], "policy.json"))
             best["policy_hash"] = best["policy"].digest()
-        self.tracker.finish_study(best, figures)
+        self.tracker.finish_study(best, figures, done)
