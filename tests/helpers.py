@@ -15,7 +15,7 @@ ROOT = Path(__file__).resolve().parents[1]
 def tiny_overrides(tmp_path, name="tiny", n_trials=7, **extra):
     """A search that takes seconds per trial on the embedded digits."""
     items = {
-        "name": name, "n_trials": n_trials, "data.n_train": 200, "data.n_val": 100,
+        "name": name, "n_trials": n_trials, "data.n_train": 200, "data.n_val": 100, "model.name": "cnn-small",
         "training.epochs": 2, "training.batch_size": 50, "preview_samples": 4,
         "baselines": "[none, standard]", "driver.n_startup_trials": 2,
         "tracking_uri": f"sqlite:///{tmp_path}/mlflow.db",
@@ -68,3 +68,27 @@ class MlflowServer:
         except subprocess.TimeoutExpired:
             self.proc.kill()
         self.log.close()
+
+
+QUICKSTART = str(ROOT / "experiments" / "quickstart.yaml")
+
+
+def cli(command: str, overrides: list[str], *flags: str) -> list[str]:
+    """`python -m autoaug.cli COMMAND quickstart.yaml --quiet FLAGS --set ...` as an argv list."""
+    args = [sys.executable, "-m", "autoaug.cli", command, QUICKSTART, "--quiet", *flags]
+    for item in overrides:
+        args += ["--set", item]
+    return args
+
+
+def postgres_url() -> str:
+    """The PostgreSQL database the scale-out tests share (`.ci/run` starts one).
+
+    Missing is a failure, not a skip: these tests are what proves multi-host searches work.
+    """
+    url = os.environ.get("AUTOAUG_TEST_POSTGRES")
+    if not url:
+        import pytest
+        pytest.fail("AUTOAUG_TEST_POSTGRES is not set: start PostgreSQL with "
+                    "`sudo bash scripts/start_postgres.sh` and export the URL it prints")
+    return url
