@@ -95,6 +95,8 @@ CASES = [
     ("experiment-heartbeat", lambda d: search("--set", "driver.heartbeat_s=0"),
      "'driver.heartbeat_s' must be a positive integer"),
     ("experiment-missing", lambda d: ["search", f"{d}/nope.yaml"], "experiment file not found"),
+    ("experiment-python-tag", lambda d: ["search", _text(  # read as data: never constructs objects
+        f"{d}/e.yaml", f"name: !!python/object/apply:os.system ['touch {d}/pwned']\n")], "is not valid YAML"),
     # datasets
     ("data-missing-folder", lambda d: data(f"{d}/no/such/folder"), "does not exist"),
     ("data-empty-folder", lambda d: data(os.path.dirname(_text(f"{d}/empty/.keep", ""))), "has no train/ folder"),
@@ -111,6 +113,8 @@ CASES = [
     ("data-npz-dtype", lambda d: data(_npz(f"{d}/a.npz", x_train=np.full((4, 8, 8), "x"))),
      "not numeric images"),
     ("data-npz-missing-key", lambda d: data(_npz(f"{d}/a.npz", y_test=None)), "lacks y_test"),
+    ("data-npz-pickled", lambda d: data(_npz(f"{d}/a.npz", y_test=np.array([0, "1"], dtype=object))),
+     "holds object (pickled) arrays"),
     ("data-npz-not-zip", lambda d: data(_text(f"{d}/a.npz", "hello")), "not a readable .npz file"),
     # storages and tracking stores
     ("storage-unreachable", lambda d: search("--storage", f"postgresql://u:{SECRET}@127.0.0.1:1/x"),
@@ -144,3 +148,20 @@ def test_bad_input_is_one_line_and_writes_nothing(tmp_path, monkeypatch, capfd, 
     assert "Traceback" not in err and SECRET not in out + err
     assert list(work.iterdir()) == []  # no mlflow.db, optuna.db, journal or preview
     assert sorted(p.relative_to(d) for p in d.rglob("*")) == before
+
+
+def test_ui_binds_loopback_unless_told():
+    from autoaug.cli import build_parser
+    assert build_parser().parse_args(["ui"]).host == "127.0.0.1"
+
+
+@pytest.mark.parametrize("url,shown", [
+    ("postgresql://u:pw@db:5432/x", "postgresql://u:***@db:5432/x"),
+    ("postgresql://:pw@db/x", "postgresql://:***@db/x"),
+    ("postgresql://u@db/x?password=pw&sslmode=require", "postgresql://u@db/x?password=***&sslmode=require"),
+    ("https://u:pw@mlflow.example/", "https://u:***@mlflow.example/"),
+    ("journal:runs/a.journal", "journal:runs/a.journal"),
+])
+def test_redact_hides_passwords(url, shown):
+    from autoaug.tracking import redact
+    assert redact(url) == shown
