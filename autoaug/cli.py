@@ -94,9 +94,9 @@ def cmd_search(args) -> int:
 def cmd_worker(args) -> int:
     """One worker of a shared study: runs trials until the study has its n_trials, then exits."""
     from .search import run_search
-    from .search.optuna_driver import check_shared, worker_id
+    from .search.optuna_driver import worker_id
     cfg = _experiment(args)
-    check_shared(cfg["storage"], "autoaug worker")
+    _check_shared(cfg, "autoaug worker")
     print(f"worker {worker_id()} joins study {cfg['name']}", flush=True)
     ctx, frame = run_search(cfg, progress=not args.quiet)
     mine = sum(1 for o in ctx.outcomes if o.state == "complete")

@@ -10,7 +10,7 @@ if ! ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1; then
   apt-get install -y -qq --no-install-recommends postgresql >&2
 fi
 if ! pg_lsclusters -h 2>/dev/null | grep -q .; then  # no cluster (e.g. a container image)
-  pg_createcluster "$(ls /usr/lib/postgresql | sort -n | tail -1)" main >&2
+  pg_createcluster --locale C.UTF-8 "$(ls /usr/lib/postgresql | sort -n | tail -1)" main >&2
 fi
 read -r version cluster port status _ < <(pg_lsclusters -h | head -1)
 if [ "$status" != "online" ]; then

@@ -128,6 +128,8 @@ CASES = [
     ("workers-kerastuner", lambda d: search("--workers", "2", "--driver", "kerastuner",
                                             "--storage", f"journal:{d}/s.journal"), "needs the optuna driver"),
     ("worker-memory", lambda d: ["worker", QUICKSTART], "autoaug worker cannot share an in-memory study"),
+    ("worker-kerastuner", lambda d: ["worker", QUICKSTART, "--driver", "kerastuner", "--storage",
+                                     f"journal:{d}/s.journal"], "autoaug worker needs the optuna driver"),
     ("tracking-folder", lambda d: search("--tracking-uri", f"sqlite:///{d}/no/such/mlflow.db"),
      "folder"),
 ]
