@@ -92,3 +92,12 @@ def postgres_url() -> str:
         pytest.fail("AUTOAUG_TEST_POSTGRES is not set: start PostgreSQL with "
                     "`sudo bash scripts/start_postgres.sh` and export the URL it prints")
     return url
+
+
+def study_runs(client, study):
+    """(parent runs, child runs) of a study's MLflow experiment."""
+    exp = client.get_experiment_by_name(study)
+    runs = client.search_runs([exp.experiment_id], max_results=1000)
+    parents = [r for r in runs if r.data.tags.get("autoaug.role") == "parent"]
+    children = [r for r in runs if r.data.tags.get("mlflow.parentRunId")]
+    return parents, children

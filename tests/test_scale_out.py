@@ -14,18 +14,10 @@ from mlflow.tracking import MlflowClient
 from optuna.trial import TrialState
 
 from autoaug.search.optuna_driver import make_storage
-from helpers import MlflowServer, cli, postgres_url, tiny_overrides
+from helpers import study_runs, MlflowServer, cli, postgres_url, tiny_overrides
 
 pytestmark = pytest.mark.slow
 DONE = (TrialState.COMPLETE, TrialState.PRUNED)
-
-
-def _runs(client, study):
-    exp = client.get_experiment_by_name(study)
-    runs = client.search_runs([exp.experiment_id], max_results=1000)
-    parents = [r for r in runs if r.data.tags.get("autoaug.role") == "parent"]
-    children = [r for r in runs if r.data.tags.get("mlflow.parentRunId")]
-    return parents, children
 
 
 def test_three_workers_share_postgres_and_one_mlflow_server(tmp_path):
@@ -56,7 +48,7 @@ def test_three_workers_share_postgres_and_one_mlflow_server(tmp_path):
         assert [t.user_attrs.get("baseline") for t in trials].count("none") == 1
 
         client = MlflowClient(server.url)
-        parents, children = _runs(client, name)
+        parents, children = study_runs(client, name)
         assert len(parents) == 1
         assert study.user_attrs["mlflow_parent_run_id"] == parents[0].info.run_id
         ran = {t.number for t in trials if "mlflow_run_id" in t.user_attrs}
@@ -136,7 +128,7 @@ def test_a_killed_worker_resumes_and_its_trial_is_retried(tmp_path, backend):
     killed_run = client.get_run(run_id)
     assert killed_run.info.status == "FAILED"
     assert killed_run.data.tags["autoaug.fail_reason"] == "worker killed"
-    parents, children = _runs(client, name)
+    parents, children = study_runs(client, name)
     assert len(parents) == 1
     assert not [c for c in children if c.info.status == "RUNNING"]
     assert len(children) == n + 1  # the killed trial's run, and one run per finished trial

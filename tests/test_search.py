@@ -8,21 +8,13 @@ from mlflow.tracking import MlflowClient
 
 from autoaug.config import load_experiment
 from autoaug.search import run_search
-from helpers import ROOT, MlflowServer, tiny_overrides
+from helpers import study_runs, ROOT, MlflowServer, tiny_overrides
 
 pytestmark = pytest.mark.slow
 
 
-def _children(client, study):
-    exp = client.get_experiment_by_name(study)
-    runs = client.search_runs([exp.experiment_id], max_results=1000)
-    parents = [r for r in runs if r.data.tags.get("autoaug.role") == "parent"]
-    children = [r for r in runs if r.data.tags.get("mlflow.parentRunId")]
-    return parents, children
-
-
 def _assert_study_logged(client, study, n_trials):
-    parents, children = _children(client, study)
+    parents, children = study_runs(client, study)
     assert len(parents) == 1
     assert len(children) == n_trials
     assert {c.data.tags["mlflow.parentRunId"] for c in children} == {parents[0].info.run_id}
