@@ -17,7 +17,7 @@ import numpy as np
 import tensorflow as tf
 
 from . import ops
-from .policy import POLICY_STAGE, Policy, PolicyError, Step
+from .policy import Policy, PolicyError, Step
 
 _IDENTITY = ops.OP_INDEX["Identity"]
 _N_OPS = len(ops.OP_NAMES)

@@ -162,7 +162,7 @@ def cmd_compare(args) -> int:
 
 def cmd_train(args) -> int:
     from . import load_policy, tracking
-    from .config import load_experiment
+    from .config import load_experiment, resolve
     from .data import load_dataset, reduced_split
     from .train import train_model
     overrides = list(args.set or [])
@@ -175,7 +175,6 @@ def cmd_train(args) -> int:
     cfg = load_experiment(args.experiment, overrides)
     policy = load_policy(args.policy)
     d, t = cfg["data"], cfg["training"]
-    from .config import resolve
     ds = load_dataset(resolve(d["source"], cfg))
     x_tr, y_tr, x_val, y_val = reduced_split(ds, d["n_train"], d["n_val"], seed=d["split_seed"])
     print(f"training {cfg['model']['name']} on {len(x_tr)} images for {t['epochs']} epochs "
