@@ -88,7 +88,7 @@ def parse_args(argv=None):
     p.add_argument("--experiment", default=str(DEFAULT_EXPERIMENT),
                    help="experiment YAML of the search and of the data split "
                         "(default experiments/cifar10_reduced.yaml)")
-    p.add_argument("--epochs", type=int, default=40, help="full-training epochs (default 40)")
+    p.add_argument("--epochs", type=int, default=20, help="full-training epochs (default 20)")
     p.add_argument("--seeds", default="3",
                    help="N for seeds 0..N-1, or a comma list such as 3,4 (default 3)")
     p.add_argument("--model", default="cnn", help="model of the full trainings (default cnn)")
