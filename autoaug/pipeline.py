@@ -25,7 +25,8 @@ def train_dataset(x: np.ndarray, y: np.ndarray, policy: Policy, *, batch_size: i
                   one_hot: bool = False, num_parallel_calls=tf.data.AUTOTUNE) -> tf.data.Dataset:
     """Augmented training batches of (float32 images in 0..255, labels).
 
-    Labels are one-hot when asked or when the policy mixes them (MixUp/CutMix).
+    Labels are one-hot when asked or when the policy mixes them (MixUp/CutMix). A
+    per-class policy is given each batch's labels to pick each image's sub-policies.
     With ``epochs=None`` the dataset repeats forever; pass ``steps_per_epoch`` to fit.
     """
     steps = steps_per_epoch(len(x), batch_size)
@@ -38,7 +39,7 @@ def train_dataset(x: np.ndarray, y: np.ndarray, policy: Policy, *, batch_size: i
         images, labels = batch
         labels = _labels(labels, num_classes, one_hot)
         epoch, index = g // steps, g % steps
-        if policy.uses_labels:
+        if policy.needs_labels:
             images, labels = policy.apply(images, labels, seed=seed, epoch=epoch, index=index)
         else:
             images = policy.apply(images, seed=seed, epoch=epoch, index=index)
@@ -60,9 +61,59 @@ def steps_per_epoch(n: int, batch_size: int) -> int:
     return max(1, math.ceil(n / batch_size))
 
 
+def _labels_for(policy: Policy, y) -> np.ndarray | None:
+    """The labels `policy.apply` needs for `y` (int class ids), or None when it needs none.
+
+    Per-class policies read the class ids as they are; MixUp/CutMix get them one-hot.
+    """
+    if not policy.needs_labels:
+        return None
+    if y is None:
+        return None  # let apply_policy say what is missing
+    y = np.asarray(y)
+    if policy.uses_labels and y.ndim == 1:
+        return np.eye(int(y.max()) + 1 if len(y) else 1, dtype=np.float32)[y.astype(np.int64)]
+    return y
+
+
 def augmented_samples(x: np.ndarray, policy: Policy, n: int = 8, copies: int = 4,
-                      seed: int = 0) -> np.ndarray:
-    """[copies + 1, n, H, W, C]: the originals, then `copies` augmented versions."""
+                      seed: int = 0, y: np.ndarray | None = None) -> np.ndarray:
+    """[copies + 1, n, H, W, C]: the originals, then `copies` augmented versions.
+
+    ``y`` (class ids [N] or one-hot [N, K]) is needed for per-class and label-mixing
+    policies; only the images are returned.
+    """
     images = tf.convert_to_tensor(x[:n])
-    rows = [images] + [policy.apply(images, seed=seed, index=i) for i in range(copies)]
+    labels = _labels_for(policy, None if y is None else np.asarray(y)[:n])
+    rows = [images]
+    for i in range(copies):
+        out = policy.apply(images, labels, seed=seed, index=i)
+        rows.append(out if labels is None else out[0])
     return np.stack([r.numpy() for r in rows])
+
+
+def augment_array(x: np.ndarray, y: np.ndarray | None, policy: Policy, seed: int, copy_index: int,
+                  batch_size: int = 256) -> np.ndarray:
+    """uint8 images `x` [N, H, W, C] augmented by `policy`, in order, one copy.
+
+    Batches of `batch_size` in order; batch b draws from the stateless key
+    (seed, epoch=copy_index, index=b), so the same seed, copy index and batch size give
+    the same pixels. ``y`` (class ids [N] or one-hot [N, K]) is used by per-class
+    policies (and one-hot, by MixUp/CutMix); it may be None for other policies.
+    """
+    x = np.asarray(x)
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be positive, got {batch_size}")
+    if y is not None and len(y) != len(x):
+        raise ValueError(f"{len(y)} labels for {len(x)} images")
+    labels = _labels_for(policy, y)
+    out = []
+    for b, start in enumerate(range(0, len(x), batch_size)):
+        images = tf.convert_to_tensor(x[start:start + batch_size])
+        if labels is None:
+            aug = policy.apply(images, seed=seed, epoch=copy_index, index=b)
+        else:
+            aug = policy.apply(images, labels[start:start + batch_size], seed=seed,
+                               epoch=copy_index, index=b)[0]
+        out.append(aug.numpy())
+    return np.concatenate(out) if out else x.copy()

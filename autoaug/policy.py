@@ -6,12 +6,19 @@ each with its own probability (AutoAugment). Any other stage is a single ``Step`
 applied per image with its probability (for example the standard flip and pad-crop,
 Cutout, or a batch-level MixUp/CutMix that also mixes the labels). The stage order is
 part of the policy.
+
+Per-class policies: ``class_policies`` holds groups of classes with their own
+sub-policies (``ClassPolicy``). In the "policy" stage an image whose label is in a
+group's ``classes`` draws uniformly among that group's sub-policies; every other label
+uses the top-level ``sub_policies`` (the default). Empty sub-policy lists (a group's or
+the default) mean "no policy ops" for those images.
 """
 from __future__ import annotations
 
 import hashlib
 import itertools
 import json
+import numbers
 import os
 import re
 from dataclasses import dataclass, field
@@ -49,6 +56,80 @@ class Step:
         return f"{self.op} p={self.p:g} L={self.level:g}"
 
 
+def _validate_sub_policies(subs, where: str) -> None:
+    """Non-empty sub-policies of valid per-image steps; `where` prefixes the message."""
+    for k, sub in enumerate(subs):
+        if not sub:
+            raise PolicyError(f"{where}sub-policy {k} is empty")
+        for i, step in enumerate(sub):
+            if not isinstance(step, Step):
+                raise PolicyError(f"{where}sub-policy {k} step {i}: expected a Step, got {step!r}")
+            step.validate(f"{where}sub-policy {k} step {i}")
+            if ops.OPS[step.op].kind == "batch":
+                raise PolicyError(
+                    f"{where}sub-policy {k} step {i}: {step.op} mixes images, use it as a stage")
+
+
+# Largest class id a per-class policy may name: the graph looks classes up in a dense
+# vector of max(class) + 1 entries.
+MAX_CLASS_ID = 1_000_000
+
+
+def _check_classes(classes, where: str) -> None:
+    """Class ids of one group: at least one, non-negative ints (not bool), none twice."""
+    if not classes:
+        raise PolicyError(f"{where}: a class group needs at least one class")
+    seen = set()
+    for c in classes:
+        if isinstance(c, bool) or not isinstance(c, numbers.Integral):
+            raise PolicyError(f"{where}: class {c!r} is not an integer class id")
+        if c < 0:
+            raise PolicyError(f"{where}: class {c} is negative")
+        if c > MAX_CLASS_ID:
+            raise PolicyError(f"{where}: class {c} is above {MAX_CLASS_ID}")
+        if c in seen:
+            raise PolicyError(f"{where}: class {c} is listed twice")
+        seen.add(c)
+
+
+def _class_list(classes) -> str:
+    return ",".join(str(c) for c in classes)
+
+
+@dataclass(frozen=True)
+class ClassPolicy:
+    """Sub-policies for the images whose label is one of `classes`.
+
+    An empty `sub_policies` means these classes get no policy ops.
+    """
+    classes: tuple[int, ...]
+    sub_policies: tuple[tuple[Step, ...], ...] = ()
+
+    def __post_init__(self):
+        for name in ("classes", "sub_policies"):
+            value = getattr(self, name)
+            if isinstance(value, (str, bytes, dict)) or not hasattr(value, "__iter__"):
+                raise PolicyError(f"class group: {name} must be a list, got {value!r}")
+        classes = tuple(self.classes)
+        _check_classes(classes, f"class group {list(classes)!r}")
+        object.__setattr__(self, "classes", tuple(int(c) for c in classes))
+        object.__setattr__(self, "sub_policies", tuple(tuple(sp) for sp in self.sub_policies))
+        self.validate()
+
+    def validate(self, where: str = "") -> None:
+        where = where or f"classes {_class_list(self.classes)}"
+        _check_classes(self.classes, where)
+        _validate_sub_policies(self.sub_policies, f"{where}: ")
+
+    @property
+    def num_steps(self) -> int:
+        return max((len(sp) for sp in self.sub_policies), default=0)
+
+    def to_dict(self) -> dict:
+        return {"classes": list(self.classes),
+                "sub_policies": [[s.to_dict() for s in sp] for sp in self.sub_policies]}
+
+
 # Named stages that combine a policy with the reference CIFAR pipeline.
 STAGES = {
     "flip": Step("FlipLR", 0.5, 0.0),
@@ -65,24 +146,31 @@ class Policy:
     ranges: str = "aa"
     name: str = ""
     meta: dict = field(default_factory=dict, compare=False, hash=False)
+    class_policies: tuple[ClassPolicy, ...] = ()
 
     def __post_init__(self):
         object.__setattr__(self, "sub_policies", tuple(tuple(sp) for sp in self.sub_policies))
         object.__setattr__(self, "stages", tuple(self.stages))
+        groups = self.class_policies
+        if isinstance(groups, ClassPolicy) or not hasattr(groups, "__iter__"):
+            raise PolicyError("class_policies must be a list of ClassPolicy groups")
+        object.__setattr__(self, "class_policies", tuple(groups))
         self.validate()
 
     # ------------------------------------------------------------------ validation
     def validate(self) -> None:
         if self.ranges not in RANGES:
             raise PolicyError(f"ranges must be one of {RANGES}, got {self.ranges!r}")
-        for k, sub in enumerate(self.sub_policies):
-            if not sub:
-                raise PolicyError(f"sub-policy {k} is empty")
-            for i, step in enumerate(sub):
-                step.validate(f"sub-policy {k} step {i}")
-                if ops.OPS[step.op].kind == "batch":
-                    raise PolicyError(
-                        f"sub-policy {k} step {i}: {step.op} mixes images, use it as a stage")
+        _validate_sub_policies(self.sub_policies, "")
+        owner: dict[int, int] = {}
+        for g, group in enumerate(self.class_policies):
+            if not isinstance(group, ClassPolicy):
+                raise PolicyError(f"class group {g}: expected a ClassPolicy, got {type(group).__name__}")
+            group.validate(f"class group {g}")
+            for c in group.classes:
+                if c in owner:
+                    raise PolicyError(f"class {c} is in class groups {owner[c]} and {g}: a class may be in one group only")
+                owner[c] = g
         if self.stages.count(POLICY_STAGE) > 1:
             raise PolicyError("the 'policy' stage appears more than once")
         for i, stage in enumerate(self.stages):
@@ -94,16 +182,38 @@ class Policy:
     # ------------------------------------------------------------------ derived views
     @property
     def num_steps(self) -> int:
-        return max((len(sp) for sp in self.sub_policies), default=0)
+        """The longest sub-policy, over the default and every class group."""
+        return max([len(sp) for sp in self.sub_policies]
+                   + [g.num_steps for g in self.class_policies], default=0)
+
+    @property
+    def per_class(self) -> bool:
+        """True when some classes have their own sub-policies (labels are then needed)."""
+        return bool(self.class_policies)
+
+    @property
+    def has_sub_policies(self) -> bool:
+        """Whether any image can draw a sub-policy (the default or a class group's)."""
+        return bool(self.sub_policies) or any(g.sub_policies for g in self.class_policies)
 
     @property
     def uses_labels(self) -> bool:
+        """True when a stage mixes labels (MixUp/CutMix)."""
         return any(isinstance(s, Step) and ops.OPS[s.op].kind == "batch" for s in self.stages)
 
+    @property
+    def needs_labels(self) -> bool:
+        """Applying this policy needs labels: it mixes them or it is per-class."""
+        return self.uses_labels or self.per_class
+
     def structure(self) -> tuple:
-        """What the augmentation graph depends on; numbers are fed to it as tensors."""
+        """What the augmentation graph depends on; numbers are fed to it as tensors.
+
+        Per-class and plain policies with the same stages and step count share one structure.
+        """
+        subs = self.has_sub_policies
         return tuple(s.op if isinstance(s, Step) else (POLICY_STAGE, self.num_steps)
-                     for s in self.stages if isinstance(s, Step) or self.sub_policies)
+                     for s in self.stages if isinstance(s, Step) or subs)
 
     def with_stages(self, order) -> "Policy":
         """This policy's sub-policies with stages in `order` (names or Steps).
@@ -120,7 +230,8 @@ class Policy:
                 stages.append(STAGES[item])
             else:
                 raise PolicyError(f"unknown stage {item!r}: use policy, flip, crop, cutout, standard")
-        return Policy(self.sub_policies, tuple(stages), self.ranges, self.name, dict(self.meta))
+        return Policy(self.sub_policies, tuple(stages), self.ranges, self.name, dict(self.meta),
+                      class_policies=self.class_policies)
 
     # ------------------------------------------------------------------ JSON
     def to_dict(self) -> dict:
@@ -131,6 +242,8 @@ class Policy:
             "stages": [s.to_dict() if isinstance(s, Step) else s for s in self.stages],
             "sub_policies": [[s.to_dict() for s in sp] for sp in self.sub_policies],
         }
+        if self.class_policies:  # only when present: digests of plain policies stay as they were
+            d["class_policies"] = [g.to_dict() for g in self.class_policies]
         if self.meta:
             d["meta"] = self.meta
         return d
@@ -159,17 +272,15 @@ class Policy:
         version = d.get("schema_version")
         if version != SCHEMA_VERSION:
             raise PolicyError(f"unsupported schema_version {version!r} (this autoaug reads {SCHEMA_VERSION})")
-        unknown = set(d) - {"schema_version", "name", "ranges", "stages", "sub_policies", "meta"}
+        unknown = set(d) - {"schema_version", "name", "ranges", "stages", "sub_policies", "meta",
+                            "class_policies"}
         if unknown:
             raise PolicyError(f"unknown policy keys: {', '.join(sorted(unknown))}")
-        subs = d.get("sub_policies", [])
-        if not isinstance(subs, list):
-            raise PolicyError("'sub_policies' must be a list of lists of steps")
-        sub_policies = []
-        for k, sp in enumerate(subs):
-            if not isinstance(sp, list):
-                raise PolicyError(f"sub-policy {k} must be a list of steps")
-            sub_policies.append(tuple(_step_from(s, f"sub-policy {k} step {i}") for i, s in enumerate(sp)))
+        sub_policies = _sub_policies_from(d.get("sub_policies", []), "")
+        groups = d.get("class_policies", [])
+        if not isinstance(groups, list):
+            raise PolicyError("'class_policies' must be a list of {\"classes\", \"sub_policies\"} objects")
+        class_policies = tuple(_class_policy_from(g, f"class group {i}") for i, g in enumerate(groups))
         stages = d.get("stages", [POLICY_STAGE])
         if not isinstance(stages, list):
             raise PolicyError("'stages' must be a list")
@@ -177,7 +288,8 @@ class Policy:
         meta = d.get("meta", {})
         if not isinstance(meta, dict):
             raise PolicyError("'meta' must be an object")
-        return cls(tuple(sub_policies), tuple(stages), d.get("ranges", "aa"), str(d.get("name", "")), meta)
+        return cls(sub_policies, tuple(stages), d.get("ranges", "aa"), str(d.get("name", "")), meta,
+                   class_policies=class_policies)
 
     @classmethod
     def from_json(cls, text: str) -> "Policy":
@@ -189,7 +301,10 @@ class Policy:
 
     # ------------------------------------------------------------------ application
     def apply(self, images, labels=None, seed=0, epoch=0, index=0):
-        """Augment a uint8 batch; see `autoaug.augment.apply_policy`."""
+        """Augment a uint8 batch; see `autoaug.augment.apply_policy`.
+
+        Returns ``(images, labels)`` when labels are passed, else the images.
+        """
         from .augment import apply_policy
         return apply_policy(self, images, labels, seed=seed, epoch=epoch, index=index)
 
@@ -198,14 +313,26 @@ class Policy:
         return PolicyLayer(self, seed=seed)
 
     def summary(self, max_items: int = 6) -> str:
+        """One line; per-class groups read `{default: [...]; classes 6,9: [...]}`."""
+        def subs_text(sub_policies) -> str:
+            subs = ["; ".join(str(st) for st in sp) for sp in sub_policies[:max_items]]
+            more = len(sub_policies) - max_items
+            return "[" + " | ".join(subs) + (f" | +{more} more" if more > 0 else "") + "]"
+
         parts = []
         for s in self.stages:
-            if s == POLICY_STAGE:
-                subs = ["; ".join(str(st) for st in sp) for sp in self.sub_policies[:max_items]]
-                more = len(self.sub_policies) - max_items
-                parts.append("[" + " | ".join(subs) + (f" | +{more} more" if more > 0 else "") + "]")
-            else:
+            if s != POLICY_STAGE:
                 parts.append(str(s))
+            elif not self.class_policies:
+                parts.append(subs_text(self.sub_policies))
+            else:
+                def group_text(subs) -> str:
+                    return subs_text(subs) if subs else "[no ops]"
+                groups = [f"default: {group_text(self.sub_policies)}"]
+                groups += [f"classes {_class_list(g.classes)}: {group_text(g.sub_policies)}"
+                           for g in self.class_policies[:max_items]]
+                more = len(self.class_policies) - max_items
+                parts.append("{" + "; ".join(groups) + (f"; +{more} more groups" if more > 0 else "") + "}")
         return " -> ".join(parts) if parts else "(no augmentation)"
 
 
@@ -216,6 +343,38 @@ def _stage_from(obj, where: str):
             return STAGES.get(obj, obj)
         raise PolicyError(f"{where}: unknown stage {obj!r} (use 'policy', {', '.join(map(repr, STAGES))} or a step)")
     return _step_from(obj, where)
+
+
+def _sub_policies_from(subs, where: str) -> tuple:
+    """A JSON list of lists of steps; `where` prefixes messages ('' or 'class group 2: ')."""
+    if not isinstance(subs, list):
+        raise PolicyError(f"{where}'sub_policies' must be a list of lists of steps")
+    out = []
+    for k, sp in enumerate(subs):
+        if not isinstance(sp, list):
+            raise PolicyError(f"{where}sub-policy {k} must be a list of steps")
+        out.append(tuple(_step_from(s, f"{where}sub-policy {k} step {i}") for i, s in enumerate(sp)))
+    return tuple(out)
+
+
+def _class_policy_from(obj, where: str) -> ClassPolicy:
+    """{"classes": [ints], "sub_policies": [[steps]]} -> ClassPolicy."""
+    if not isinstance(obj, dict):
+        raise PolicyError(f"{where}: must be an object {{\"classes\", \"sub_policies\"}}, got {obj!r}")
+    unknown = set(obj) - {"classes", "sub_policies"}
+    if unknown:
+        raise PolicyError(f"{where}: unknown keys {', '.join(sorted(map(str, unknown)))} "
+                          "(a group has 'classes' and 'sub_policies')")
+    missing = [k for k in ("classes", "sub_policies") if k not in obj]
+    if missing:
+        raise PolicyError(f"{where}: missing {' and '.join(repr(k) for k in missing)}")
+    classes = obj["classes"]
+    if not isinstance(classes, list):
+        raise PolicyError(f"{where}: 'classes' must be a list of class ids, got {classes!r}")
+    _check_classes(classes, where)
+    subs = _sub_policies_from(obj["sub_policies"], f"{where}: ")
+    _validate_sub_policies(subs, f"{where}: ")  # name the group by its position in the file
+    return ClassPolicy(tuple(classes), subs)
 
 
 def _step_from(obj, where: str) -> Step:

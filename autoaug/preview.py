@@ -26,10 +26,14 @@ def grid_image(samples: np.ndarray, scale: int = 3, pad: int = 2) -> Image.Image
 
 
 def write_preview(x: np.ndarray, policy: Policy, path: str, n: int = 8, copies: int = 5,
-                  seed: int = 0) -> str:
-    """Write the grid atomically to `path` and return the path."""
-    spread = x[np.linspace(0, len(x) - 1, min(n, len(x))).astype(int)]  # not all of one class
-    img = grid_image(augmented_samples(spread, policy, n=n, copies=copies, seed=seed))
+                  seed: int = 0, y: np.ndarray | None = None) -> str:
+    """Write the grid atomically to `path` and return the path.
+
+    ``y`` (the labels of `x`) is needed for per-class and label-mixing policies.
+    """
+    pick = np.linspace(0, len(x) - 1, min(n, len(x))).astype(int)  # not all of one class
+    img = grid_image(augmented_samples(x[pick], policy, n=n, copies=copies, seed=seed,
+                                       y=None if y is None else np.asarray(y)[pick]))
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
     tmp = f"{path}.tmp{os.getpid()}.png"
     img.save(tmp)
