@@ -112,7 +112,7 @@ def cmd_preview(args) -> int:
     policy = load_policy(args.policy)
     ds = load_dataset(args.data)
     path = write_preview(ds.x_train[args.offset:], policy, args.out, n=args.n, copies=args.copies,
-                         seed=args.seed)
+                         seed=args.seed, y=ds.y_train[args.offset:])
     print(f"wrote {path}: originals in the first row, {args.copies} augmented rows of {policy.name or args.policy}")
     return 0
 
@@ -135,11 +135,18 @@ def _study_args(args) -> tuple[str, str, str | None]:
 def cmd_best(args) -> int:
     from .search import best_policy
     study, uri, storage = _study_args(args)
-    policy = best_policy(study, uri, storage)
+    policy = best_policy(study, uri, storage, top=args.top)
     policy.save(args.out)
     m = policy.meta
-    print(f"wrote {args.out}: trial {m['trial']} of study {study}, val_accuracy {m['val_accuracy']:.4f}, "
-          f"run {m['run_id']}")
+    if args.top > 1:
+        groups = policy.class_policies
+        size = (f"{len(groups)} class groups, {sum(len(g.sub_policies) for g in groups)} sub-policies"
+                if groups else f"{len(policy.sub_policies)} sub-policies")
+        print(f"wrote {args.out}: top {args.top} trials {m['selection']} of study {study} "
+              f"(trials {', '.join(map(str, m['merged_trials']))}): {size}")
+    else:
+        print(f"wrote {args.out}: trial {m['trial']} of study {study}, val_accuracy "
+              f"{m['val_accuracy']:.4f}, run {m['run_id']}")
     return 0
 
 
@@ -251,6 +258,9 @@ def build_parser() -> argparse.ArgumentParser:
     b = sub.add_parser("best", help="freeze the best policy of a study to JSON, with provenance")
     study_flags(b, storage=True)
     b.add_argument("--out", default="policy.json")
+    b.add_argument("--top", type=int, default=1,
+                   help="merge the sub-policies of the N best searched trials of every fold "
+                        "(per class for a per-class search), as Fast AutoAugment does (default 1)")
     b.set_defaults(fn=cmd_best)
 
     c = sub.add_parser("compare", help="table of a study's trials from MLflow")

@@ -27,6 +27,10 @@ DEFAULTS: dict = {
     "driver": {"name": "optuna", "sampler": "tpe", "pruner": "median", "n_startup_trials": 5,
                "prune_below": 0.0, "tuner": "bayesian",
                "heartbeat_s": 20},  # RDB storage: a trial is stale (its worker dead) after 3 beats
+    # proxy-training: train the proxy per trial; density-matching: score the policy with K models
+    # trained once per study on the clean train folds (Fast AutoAugment), no training per trial.
+    "evaluation": "proxy-training",
+    "density": {"folds": 2, "copies": 2, "train_policy": "standard", "cache_dir": None},
     "n_trials": 12,
     "baselines": ["none", "standard", "autoaugment-cifar10+standard+cutout",
                   "randaugment+standard", "trivialaugment-wide+standard"],
@@ -41,9 +45,10 @@ CHOICES = {
     "driver.sampler": ("tpe", "random", "cmaes"),
     "driver.pruner": ("none", "median", "hyperband", "threshold"),
     "driver.tuner": ("bayesian", "hyperband", "random"),
+    "evaluation": ("proxy-training", "density-matching"),
 }
 POSITIVE_INTS = ("training.epochs", "training.batch_size", "n_trials", "data.n_train", "data.n_val",
-                 "driver.heartbeat_s")
+                 "driver.heartbeat_s", "density.folds", "density.copies")
 
 
 def _merge(base: dict, override: dict, path: str = "") -> dict:
@@ -88,6 +93,12 @@ def _check(cfg: dict) -> None:
         raise ConfigError("'baselines' must be a list of policy names")
     if not isinstance(cfg["data"]["source"], str) or not cfg["data"]["source"]:
         raise ConfigError("'data.source' must name a dataset")
+    if cfg["density"]["folds"] < 2:
+        raise ConfigError(f"'density.folds' must be at least 2, got {cfg['density']['folds']}")
+    if not isinstance(cfg["density"]["train_policy"], str):
+        raise ConfigError("'density.train_policy' must name a policy, e.g. standard")
+    if cfg["density"]["cache_dir"] is not None and not isinstance(cfg["density"]["cache_dir"], str):
+        raise ConfigError("'density.cache_dir' must be a folder path")
     if not isinstance(cfg["search_space"], (str, dict)):
         raise ConfigError("'search_space' must be a file path or a mapping")
 

@@ -206,6 +206,35 @@ class Tracker:
         self.end_trial(run_id, "failed", reason=reason)
         return True
 
+    # ------------------------------------------------------------------ density-matching models
+    def log_dir(self, local_dir: str, artifact_path: str) -> None:
+        """A folder (the density models) as artifacts of the parent run, for other hosts."""
+        self.client.log_artifacts(self.parent_id, local_dir, artifact_path)
+
+    def download_dir(self, artifact_path: str, dst: str) -> bool:
+        """Fetch a parent-run artifact folder into `dst` (replaced whole); False if absent."""
+        import shutil
+        try:
+            if not self.client.list_artifacts(self.parent_id, artifact_path):
+                return False
+            os.makedirs(os.path.dirname(dst), exist_ok=True)
+            with tempfile.TemporaryDirectory(dir=os.path.dirname(dst)) as tmp:
+                local = _mlflow().artifacts.download_artifacts(
+                    run_id=self.parent_id, artifact_path=artifact_path, dst_path=tmp, tracking_uri=self.uri)
+                shutil.rmtree(dst, ignore_errors=True)
+                os.replace(local, dst)
+            return True
+        except Exception:  # an unreadable artifact store: the caller trains the models instead
+            return False
+
+    def log_density_models(self, key: str, info: dict, trained: bool) -> None:
+        """The K models' key and clean held-out accuracy on the parent run."""
+        self.client.set_tag(self.parent_id, "autoaug.density_models", key)
+        if trained:
+            self.client.set_tag(self.parent_id, "autoaug.density_models_trained_by", info.get("trained_by", ""))
+            self.log_metrics(self.parent_id, {f"density_clean_accuracy_fold{f['fold']}": f["clean_accuracy"]
+                                              for f in info.get("folds", [])})
+
     def trial_runs(self):
         """All trial runs of this study's parent, as MLflow Run objects."""
         return self.client.search_runs(

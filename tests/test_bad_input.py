@@ -95,6 +95,15 @@ CASES = [
     ("experiment-heartbeat", lambda d: search("--set", "driver.heartbeat_s=0"),
      "'driver.heartbeat_s' must be a positive integer"),
     ("experiment-missing", lambda d: ["search", f"{d}/nope.yaml"], "experiment file not found"),
+    ("experiment-evaluation", lambda d: search("--set", "evaluation=density"),
+     "'evaluation' must be one of proxy-training, density-matching"),
+    ("density-one-fold", lambda d: search("--set", "evaluation=density-matching", "--set", "density.folds=1"),
+     "'density.folds' must be at least 2"),
+    ("density-train-policy", lambda d: search("--set", "evaluation=density-matching",
+                                              "--set", "density.train_policy=sharpen"), "unknown policy 'sharpen'"),
+    ("space-per-class-kind", lambda d: search("--set", f"search_space={_text(f'{d}/s.yaml', '{kind: randaugment, per_class: true}')}"),
+     "'per_class: true' needs kind: autoaugment"),
+    ("best-top-zero", lambda d: ["best", "--study", "s", "--top", "0"], "--top must be at least 1"),
     ("experiment-python-tag", lambda d: ["search", _text(  # read as data: never constructs objects
         f"{d}/e.yaml", f"name: !!python/object/apply:os.system ['touch {d}/pwned']\n")], "is not valid YAML"),
     # datasets

@@ -41,7 +41,7 @@ class KerasTunerSuggest:
 def declare_space(ctx: StudyContext) -> kt.HyperParameters:
     """Every parameter of the space, registered up front so the first trial is already sampled."""
     hp = kt.HyperParameters()
-    ctx.space.sample(KerasTunerSuggest(hp))
+    ctx.space.sample(KerasTunerSuggest(hp), ctx.num_classes)
     return hp
 
 
@@ -70,7 +70,7 @@ class PolicyTuner(kt.Tuner):
 
     def run_trial(self, trial, *args, **kwargs):
         hp = trial.hyperparameters
-        policy = self.ctx.space.sample(KerasTunerSuggest(hp))
+        policy = self.ctx.space.sample(KerasTunerSuggest(hp), self.ctx.num_classes)
         try:
             outcome = self.ctx.run_trial(self.first_number + int(trial.trial_id), policy,
                                          dict(hp.values), epochs=hp.values.get("tuner/epochs"))

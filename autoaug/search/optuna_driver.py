@@ -85,14 +85,13 @@ def make_sampler(driver: dict, seed: int) -> optuna.samplers.BaseSampler:
         multivariate=True, group=False, constant_liar=True)
 
 
-def make_pruner(driver: dict, epochs: int) -> optuna.pruners.BasePruner:
+def make_pruner(driver: dict, steps: int, warmup: int) -> optuna.pruners.BasePruner:
+    """Steps are epochs (proxy training) or folds (density matching)."""
     name = driver["pruner"]
     if name == "median":
-        # The first epoch is too noisy to judge a policy by: prune from epoch 2 (or a third in).
-        return optuna.pruners.MedianPruner(n_startup_trials=3, n_warmup_steps=max(2, epochs // 3),
-                                           interval_steps=1)
+        return optuna.pruners.MedianPruner(n_startup_trials=3, n_warmup_steps=warmup, interval_steps=1)
     if name == "hyperband":
-        return optuna.pruners.HyperbandPruner(min_resource=1, max_resource=epochs, reduction_factor=3)
+        return optuna.pruners.HyperbandPruner(min_resource=1, max_resource=steps, reduction_factor=3)
     if name == "threshold":  # stop any trial whose validation accuracy is below prune_below
         return optuna.pruners.ThresholdPruner(lower=float(driver["prune_below"]), n_warmup_steps=0)
     return optuna.pruners.NopPruner()
@@ -146,9 +145,14 @@ def _retry(study: optuna.Study, trial) -> None:
 def open_study(cfg: dict) -> tuple[optuna.Study, bool]:
     """(study, True if this call created it). Exactly one of several racing workers creates it."""
     driver = cfg["driver"]
+    if cfg["evaluation"] == "density-matching":  # a step is a fold: judge from the first one
+        steps, warmup = cfg["density"]["folds"], 1
+    else:  # the first epoch is too noisy to judge a policy by: from epoch 2 (or a third in)
+        steps = cfg["training"]["epochs"]
+        warmup = max(2, steps // 3)
     kwargs = dict(study_name=cfg["name"], storage=make_storage(cfg["storage"], driver["heartbeat_s"]),
                   direction="maximize", sampler=make_sampler(driver, cfg["seed"]),
-                  pruner=make_pruner(driver, cfg["training"]["epochs"]))
+                  pruner=make_pruner(driver, steps, warmup))
     try:
         return optuna.create_study(**kwargs), True
     except optuna.exceptions.DuplicatedStudyError:
@@ -267,6 +271,7 @@ def run(ctx: StudyContext, progress: bool = True) -> optuna.Study:
     kind = storage_kind(cfg["storage"])
     study, created = open_study(cfg)
     attach_tracking(ctx, study, created)
+    ctx.prepare_evaluation()
     recover_killed_trials(study, kind)
     close_orphan_runs(ctx, study)
     target = cfg["n_trials"]
@@ -278,7 +283,7 @@ def run(ctx: StudyContext, progress: bool = True) -> optuna.Study:
             raise SurplusTrial(f"the study already has {target} trials")
         baseline = trial.user_attrs.get("baseline")
         policy: Policy = (ctx.baseline_policy(baseline) if baseline
-                          else ctx.space.sample(OptunaSuggest(trial)))
+                          else ctx.space.sample(OptunaSuggest(trial), ctx.num_classes))
         trial.set_user_attr("policy", policy.to_dict())
         trial.set_user_attr("policy_hash", policy.digest())
 
@@ -296,6 +301,8 @@ def run(ctx: StudyContext, progress: bool = True) -> optuna.Study:
         except Exception as e:
             trial.set_user_attr("fail_reason", failure_reason(e))
             raise
+        for name, values in outcome.scores.items():  # per fold / per class: for `best --top N`
+            trial.set_user_attr(name, [v if v == v else None for v in values])
         return outcome.value
 
     remaining = target - claimed(study)  # failed trials count as tried: run again to top up
@@ -331,15 +338,11 @@ def figures(study: optuna.Study) -> dict:
     return out
 
 
-def best_trial(study_name: str, storage: str):
-    """(number, value, policy dict, MLflow run id) of a stored study's best trial."""
+def complete_trials(study_name: str, storage: str) -> list:
+    """The complete trials of a stored study (for `autoaug best`)."""
     from ..config import ConfigError
     try:
         study = optuna.load_study(study_name=study_name, storage=make_storage(storage))
     except KeyError:
         raise ConfigError(f"no study {study_name!r} in Optuna storage") from None
-    try:
-        best = study.best_trial
-    except ValueError:
-        raise ConfigError(f"study {study_name!r} has no complete trial yet") from None
-    return best.number, best.value, best.user_attrs["policy"], best.user_attrs.get("mlflow_run_id")
+    return study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))

@@ -9,6 +9,8 @@ Kinds:
   randaugment     N ops drawn uniformly per image, all at magnitude M
   trivialaugment  one op per image from a searched op set, level uniform up to a searched cap
 Every kind may also search the order of the stages (policy, flip, crop, cutout) as a permutation.
+An autoaugment space with ``per_class: true`` searches K x L sub-policies for every class
+(a label-conditioned policy); density matching scores each class on its own held-out images.
 """
 from __future__ import annotations
 
@@ -20,7 +22,7 @@ from typing import Protocol
 
 from .. import ops
 from ..config import ConfigError, read_yaml
-from ..policy import POLICY_STAGE, STAGES, Policy, Step
+from ..policy import POLICY_STAGE, STAGES, ClassPolicy, Policy, Step
 
 KINDS = ("autoaugment", "randaugment", "trivialaugment")
 _OP_SETS = {"autoaugment": ops.AUTOAUGMENT_OPS, "randaugment": ops.RANDAUGMENT_OPS,
@@ -44,13 +46,17 @@ class SearchSpace:
     ranges: str = "aa"
     stages: tuple = (POLICY_STAGE, "flip", "crop")
     search_order: bool = True
+    per_class: bool = False
     name: str = ""
 
     def to_dict(self) -> dict:
-        return {"kind": self.kind, "ops": list(self.ops), "sub_policies": self.sub_policies,
-                "steps": self.steps, "probabilities": list(self.probabilities),
-                "levels": list(self.levels), "ranges": self.ranges, "stages": list(self.stages),
-                "search_order": self.search_order, "name": self.name}
+        d = {"kind": self.kind, "ops": list(self.ops), "sub_policies": self.sub_policies,
+             "steps": self.steps, "probabilities": list(self.probabilities),
+             "levels": list(self.levels), "ranges": self.ranges, "stages": list(self.stages),
+             "search_order": self.search_order, "name": self.name}
+        if self.per_class:  # only when set: the digests of existing spaces do not change
+            d["per_class"] = True
+        return d
 
     def digest(self) -> str:
         return hashlib.sha256(json.dumps(self.to_dict(), sort_keys=True).encode()).hexdigest()[:12]
@@ -63,18 +69,29 @@ class SearchSpace:
         return [">".join(p) for p in itertools.permutations(self.stages)]
 
     # ------------------------------------------------------------------ sampling
-    def sample(self, suggest: Suggest) -> Policy:
-        if self.kind == "autoaugment":
+    def _sub_policies(self, suggest: Suggest, prefix: str = "") -> list:
+        subs = []
+        for k in range(self.sub_policies):
+            steps = []
+            for s in range(self.steps):
+                key = f"{prefix}sp{k}.step{s}"
+                op = suggest.categorical(f"{key}.op", list(self.ops))
+                p = suggest.categorical(f"{key}.p", list(self.probabilities))
+                level = suggest.categorical(f"{key}.level", list(self.levels))
+                steps.append(Step(op, float(p), float(level)))
+            subs.append(tuple(steps))
+        return subs
+
+    def sample(self, suggest: Suggest, num_classes: int = 0) -> Policy:
+        groups = ()
+        if self.per_class:
+            if num_classes < 1:
+                raise ConfigError("a per-class search space needs the dataset's number of classes")
             subs = []
-            for k in range(self.sub_policies):
-                steps = []
-                for s in range(self.steps):
-                    key = f"sp{k}.step{s}"
-                    op = suggest.categorical(f"{key}.op", list(self.ops))
-                    p = suggest.categorical(f"{key}.p", list(self.probabilities))
-                    level = suggest.categorical(f"{key}.level", list(self.levels))
-                    steps.append(Step(op, float(p), float(level)))
-                subs.append(tuple(steps))
+            groups = tuple(ClassPolicy((c,), tuple(self._sub_policies(suggest, f"c{c}.")))
+                           for c in range(num_classes))
+        elif self.kind == "autoaugment":
+            subs = self._sub_policies(suggest)
         elif self.kind == "randaugment":
             n = suggest.int("n", 1, self.steps)
             m = suggest.categorical("m", list(self.levels))
@@ -87,7 +104,7 @@ class SearchSpace:
             grid = [round(cap * i / 10, 4) for i in range(11)]
             subs = [(Step(op, 1.0, float(lv)),) for op in chosen for lv in grid]
         order = suggest.categorical("order", self.orders).split(">")
-        return Policy(tuple(subs), (), self.ranges).with_stages(order)
+        return Policy(tuple(subs), (), self.ranges, class_policies=groups).with_stages(order)
 
 
 def _number_list(value, key: str, lo: float, hi: float) -> tuple:
@@ -101,7 +118,7 @@ def _number_list(value, key: str, lo: float, hi: float) -> tuple:
 
 def space_from_dict(d: dict, name: str = "") -> SearchSpace:
     known = {"kind", "ops", "sub_policies", "steps", "probabilities", "levels", "ranges", "stages",
-             "search_order", "name"}
+             "search_order", "per_class", "name"}
     unknown = set(d) - known
     if unknown:
         raise ConfigError(f"unknown search-space keys: {', '.join(sorted(unknown))}")
@@ -138,9 +155,14 @@ def space_from_dict(d: dict, name: str = "") -> SearchSpace:
     search_order = d.get("search_order", True)
     if not isinstance(search_order, bool):
         raise ConfigError("'search_order' must be true or false")
+    per_class = d.get("per_class", False)
+    if not isinstance(per_class, bool):
+        raise ConfigError("'per_class' must be true or false")
+    if per_class and kind != "autoaugment":
+        raise ConfigError("'per_class: true' needs kind: autoaugment")
     return SearchSpace(
         kind=kind, ops=tuple(op_list), ranges=ranges, stages=tuple(stages),
-        search_order=search_order, name=d.get("name", name) or name,
+        search_order=search_order, per_class=per_class, name=d.get("name", name) or name,
         probabilities=_number_list(d.get("probabilities", list(SearchSpace.probabilities)),
                                    "probabilities", 0.0, 1.0),
         levels=_number_list(d.get("levels", list(SearchSpace.levels)), "levels", 0, ops.MAX_LEVEL),

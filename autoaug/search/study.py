@@ -34,6 +34,7 @@ class TrialOutcome:
     seconds: float
     baseline: str | None = None
     reason: str | None = None
+    scores: dict = field(default_factory=dict)  # density matching: per-fold and per-class accuracy
 
 
 @dataclass
@@ -44,6 +45,7 @@ class StudyContext:
     arrays: tuple = ()
     num_classes: int = 0
     outcomes: list = field(default_factory=list)
+    evaluator: object | None = None  # a DensityEvaluator under `evaluation: density-matching`
 
     @classmethod
     def create(cls, cfg: dict) -> "StudyContext":
@@ -52,8 +54,8 @@ class StudyContext:
         space = load_space(resolve(cfg["search_space"], cfg) if isinstance(cfg["search_space"], str)
                            else cfg["search_space"])
         cfg["_space_hash"] = space.digest()
-        for name in cfg["baselines"]:
-            builtin(name)  # a bad baseline name fails now, before anything is written
+        for name in cfg["baselines"] + [cfg["density"]["train_policy"]]:
+            builtin(name)  # a bad policy name fails now, before anything is written
         d = cfg["data"]
         source = resolve(d["source"], cfg)
         ds = load_dataset(source)
@@ -67,6 +69,12 @@ class StudyContext:
         return self.tracker.start_study(cfg["name"], cfg, self.space.to_dict(), cfg["storage"],
                                         parent_id=parent_id, new=new)
 
+    def prepare_evaluation(self, log=print) -> None:
+        """Density matching: load (or train once, or fetch from the parent run) the K models."""
+        if self.cfg["evaluation"] == "density-matching" and self.evaluator is None:
+            from .density import DensityEvaluator
+            self.evaluator = DensityEvaluator(self.cfg, self.arrays, self.num_classes).prepare(self.tracker, log)
+
     def baseline_policy(self, name: str) -> Policy:
         return builtin(name)
 
@@ -75,9 +83,11 @@ class StudyContext:
                   pruned: type[BaseException] = (), baseline: str | None = None,
                   epochs: int | None = None,
                   on_start: Callable[[str], None] | None = None) -> TrialOutcome:
-        """Train the proxy with `policy`, log everything to a child run, return the outcome.
+        """Evaluate `policy`, log everything to a child run, return the outcome.
 
-        `report(epoch, val_accuracy)` is the driver's pruning hook; it raises `pruned`.
+        Proxy training trains the proxy model; density matching scores the policy with the
+        study's K models (steps are folds, not epochs). `report(step, val_accuracy)` is
+        the driver's pruning hook; it raises `pruned`.
         Exceptions propagate after the run is closed as failed (or pruned).
         """
         from ..preview import grid_image
@@ -98,13 +108,27 @@ class StudyContext:
                 report(epoch, metrics["val_accuracy"])
 
         try:
-            samples = augmented_samples(x_tr, policy, n=cfg["preview_samples"], copies=4, seed=cfg["seed"])
+            samples = augmented_samples(x_tr, policy, n=cfg["preview_samples"], copies=4,
+                                        seed=cfg["seed"], y=y_tr)
             self.tracker.log_image(run_id, grid_image(samples), "samples.png")
-            result = train_model(x_tr, y_tr, x_val, y_val, policy, model=cfg["model"]["name"],
-                                 num_classes=self.num_classes, epochs=epochs or t["epochs"],
-                                 batch_size=t["batch_size"], learning_rate=t["learning_rate"],
-                                 weight_decay=t["weight_decay"], label_smoothing=t["label_smoothing"],
-                                 seed=cfg["seed"] + number, on_epoch=on_epoch)
+            if self.evaluator is not None:
+                score = self.evaluator.score(policy, on_fold=on_epoch)
+                scores = {"fold_accuracy": score.fold_accuracy, "class_accuracy": score.class_accuracy}
+                final = {"val_accuracy_final": score.accuracy, "best_val_accuracy": score.accuracy,
+                         "density_loss": score.loss, "score_s": score.seconds, "augment_s": score.augment_s,
+                         **{f"fold{k}_accuracy": v for k, v in enumerate(score.fold_accuracy)},
+                         **{f"class{c}_accuracy": v for c, v in enumerate(score.class_accuracy)
+                            if math.isfinite(v)}}
+            else:
+                result = train_model(x_tr, y_tr, x_val, y_val, policy, model=cfg["model"]["name"],
+                                     num_classes=self.num_classes, epochs=epochs or t["epochs"],
+                                     batch_size=t["batch_size"], learning_rate=t["learning_rate"],
+                                     weight_decay=t["weight_decay"], label_smoothing=t["label_smoothing"],
+                                     seed=cfg["seed"] + number, on_epoch=on_epoch)
+                scores = {}
+                final = {"val_accuracy_final": result.val_accuracy,
+                         "best_val_accuracy": result.best_val_accuracy, "train_s": result.seconds,
+                         "augment_images_per_sec": result.augment_images_per_sec}
         except BaseException as e:
             state = "pruned" if pruned and isinstance(e, pruned) else "failed"
             reason = None if state == "pruned" else failure_reason(e)
@@ -113,14 +137,11 @@ class StudyContext:
             self.outcomes.append(TrialOutcome(number, state, None, policy, run_id, seconds, baseline, reason))
             raise
         seconds = time.perf_counter() - start
-        value = float(result.val_accuracy)
+        value = float(final["val_accuracy_final"])
         if not math.isfinite(value):
             value = float("nan")
-        self.tracker.end_trial(run_id, "complete", {
-            "val_accuracy_final": value, "best_val_accuracy": result.best_val_accuracy,
-            "duration_s": seconds, "train_s": result.seconds,
-            "augment_images_per_sec": result.augment_images_per_sec})
-        outcome = TrialOutcome(number, "complete", value, policy, run_id, seconds, baseline)
+        self.tracker.end_trial(run_id, "complete", {**final, "duration_s": seconds})
+        outcome = TrialOutcome(number, "complete", value, policy, run_id, seconds, baseline, scores=scores)
         self.outcomes.append(outcome)
         return outcome
 
