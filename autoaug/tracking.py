@@ -18,6 +18,7 @@ from . import __version__
 
 PARENT, TRIAL, TRAIN = "parent", "trial", "train"
 _MAX_READABLE_SUBPOLICIES = 25
+_STEP_PARAM = re.compile(r"(c[\d-]+\.)?sp\d+\.step\d+")
 
 
 class TrackingError(RuntimeError):
@@ -69,10 +70,15 @@ def policy_params(policy) -> dict:
     params = {"policy_hash": policy.digest(), "policy_name": policy.name or "searched",
               "stages": ">".join(s if isinstance(s, str) else s.op for s in policy.stages) or "(none)",
               "ranges": policy.ranges, "num_sub_policies": len(policy.sub_policies)}
-    if len(policy.sub_policies) <= _MAX_READABLE_SUBPOLICIES:
-        for k, sub in enumerate(policy.sub_policies):
-            for i, step in enumerate(sub):
-                params[f"sp{k}.step{i}"] = str(step)
+    groups = [("", policy.sub_policies)] + [("c" + "-".join(map(str, g.classes)) + ".", g.sub_policies)
+                                            for g in policy.class_policies]
+    if policy.class_policies:
+        params["class_groups"] = len(policy.class_policies)
+    if sum(len(subs) for _, subs in groups) <= _MAX_READABLE_SUBPOLICIES:
+        for prefix, subs in groups:  # per-class steps read `c6-9.sp0.step1 = Rotate p=0.5 L=2`
+            for k, sub in enumerate(subs):
+                for i, step in enumerate(sub):
+                    params[f"{prefix}sp{k}.step{i}"] = str(step)
     return params
 
 
@@ -325,7 +331,7 @@ def runs_frame(runs):
             "duration_s": metrics.get("duration_s", float("nan")),
             "policy_hash": params.get("policy_hash", ""),
             "stages": params.get("stages", ""),
-            "summary": "; ".join(params[k] for k in sorted(params) if k.startswith("sp"))[:120],
+            "summary": "; ".join(params[k] for k in sorted(params) if _STEP_PARAM.fullmatch(k))[:120],
             "run_id": r.info.run_id,
             "status": r.info.status,
         })

@@ -29,8 +29,8 @@ search_cost.json). The two density-matching searches share the K density models 
 the other reuses them (recorded in its cost file). A search's wall and CPU time (this process,
 TensorFlow's threads included, plus its children) are summed over every resumed segment.
 
-Order of work, so that a run cut short is informative: the searches (proxy, density matching,
-per class; a search whose study is complete and whose policy is frozen is not re-run), then the
+Order of work, so that a run cut short is informative: the searches (density matching, per
+class, then the proxy search; a search whose study is complete and whose policy is frozen is not re-run), then the
 full trainings seed by seed, in each seed: standard, searched, searched-dm, searched-per-class,
 none, standard+cutout, the published policies, the random controls (these on the first
 --random-seeds seeds only). Every finished run is appended to the CSV at once; (policy, seed)
@@ -1160,7 +1160,9 @@ def main(argv=None) -> int:
         if not args.skip_search:
             # Every experiment is read (and checked) before the first search starts: a bad file
             # fails now, not after an hour of proxy search.
-            todo = [(s, search_cfg(args, s, cfg)) for s in SEARCHES if s.name in args.policies]
+            # The density-matching searches (minutes) run before the proxy search (an hour).
+            order = sorted(SEARCHES, key=lambda s: s.name == SEARCHED)
+            todo = [(s, search_cfg(args, s, cfg)) for s in order if s.name in args.policies]
             for search, search_config in todo:
                 run_search_step(args, search, search_config)
         train_all(args, cfg)
