@@ -61,6 +61,7 @@ class _FakeContext:
         self.space = load_space(str(ROOT / "search_spaces" / "autoaugment_small.yaml"))
         self.tracker = types.SimpleNamespace(trials_frame=list)
         self.calls = []
+        self.num_classes = 10
 
     def baseline_policy(self, name):
         return name
