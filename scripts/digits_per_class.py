@@ -156,10 +156,19 @@ def main(argv=None) -> int:
     policies = train_all(args, cfg, per_class)
     text = report(args, cfg, policies, ops, rows)
     print("\n" + text)
-    head = ("# Per-class policies on MNIST digits\n\nWritten by `.venv/bin/python scripts/digits_per_class.py` "
-            "(search: `experiments/digits_per_class.yaml`, space `search_spaces/digits_per_class.yaml`).\n\n")
-    DOC.write_text(head + text)
+    write_doc(text)
     return 0
+
+
+def write_doc(text: str) -> None:
+    """Replace the generated section of the doc (the prose around it is kept)."""
+    start, end = "<!-- digits-per-class:start -->", "<!-- digits-per-class:end -->"
+    doc = DOC.read_text() if DOC.exists() else f"# Per-class policies on MNIST digits\n\n{start}\n{end}\n"
+    head, rest = doc.split(start, 1)
+    tail = rest.split(end, 1)[1]
+    tmp = DOC.with_name(f".{DOC.name}.tmp")
+    tmp.write_text(f"{head}{start}\n{text}{end}{tail}")
+    os.replace(tmp, DOC)
 
 
 if __name__ == "__main__":
