@@ -8,7 +8,8 @@ Kinds:
   autoaugment     K sub-policies x L steps; each step an op, a probability and a level
   randaugment     N ops drawn uniformly per image, all at magnitude M
   trivialaugment  one op per image from a searched op set, level uniform up to a searched cap
-Every kind may also search the order of the stages (policy, flip, crop, cutout) as a permutation.
+Every kind may also search the order of the stages (policy, flip, crop, cutout) as a permutation,
+and whether each stage listed in ``optional_stages`` is used at all (``stage.<name>``: true or false).
 An autoaugment space with ``per_class: true`` searches K x L sub-policies for every class
 (a label-conditioned policy); density matching scores each class on its own held-out images.
 """
@@ -47,6 +48,7 @@ class SearchSpace:
     stages: tuple = (POLICY_STAGE, "flip", "crop")
     search_order: bool = True
     per_class: bool = False
+    optional_stages: tuple = ()
     name: str = ""
 
     def to_dict(self) -> dict:
@@ -56,6 +58,8 @@ class SearchSpace:
              "search_order": self.search_order, "name": self.name}
         if self.per_class:  # only when set: the digests of existing spaces do not change
             d["per_class"] = True
+        if self.optional_stages:
+            d["optional_stages"] = list(self.optional_stages)
         return d
 
     def digest(self) -> str:
@@ -104,6 +108,8 @@ class SearchSpace:
             grid = [round(cap * i / 10, 4) for i in range(11)]
             subs = [(Step(op, 1.0, float(lv)),) for op in chosen for lv in grid]
         order = suggest.categorical("order", self.orders).split(">")
+        dropped = {st for st in self.optional_stages if not suggest.categorical(f"stage.{st}", [True, False])}
+        order = [st for st in order if st not in dropped]
         return Policy(tuple(subs), (), self.ranges, class_policies=groups).with_stages(order)
 
 
@@ -118,7 +124,7 @@ def _number_list(value, key: str, lo: float, hi: float) -> tuple:
 
 def space_from_dict(d: dict, name: str = "") -> SearchSpace:
     known = {"kind", "ops", "sub_policies", "steps", "probabilities", "levels", "ranges", "stages",
-             "search_order", "per_class", "name"}
+             "search_order", "per_class", "optional_stages", "name"}
     unknown = set(d) - known
     if unknown:
         raise ConfigError(f"unknown search-space keys: {', '.join(sorted(unknown))}")
@@ -155,6 +161,9 @@ def space_from_dict(d: dict, name: str = "") -> SearchSpace:
     search_order = d.get("search_order", True)
     if not isinstance(search_order, bool):
         raise ConfigError("'search_order' must be true or false")
+    optional = d.get("optional_stages", [])
+    if not isinstance(optional, list) or any(st not in stages or st == POLICY_STAGE for st in optional):
+        raise ConfigError("'optional_stages' must list stages of 'stages' other than 'policy'")
     per_class = d.get("per_class", False)
     if not isinstance(per_class, bool):
         raise ConfigError("'per_class' must be true or false")
@@ -162,7 +171,7 @@ def space_from_dict(d: dict, name: str = "") -> SearchSpace:
         raise ConfigError("'per_class: true' needs kind: autoaugment")
     return SearchSpace(
         kind=kind, ops=tuple(op_list), ranges=ranges, stages=tuple(stages),
-        search_order=search_order, per_class=per_class, name=d.get("name", name) or name,
+        search_order=search_order, per_class=per_class, optional_stages=tuple(optional), name=d.get("name", name) or name,
         probabilities=_number_list(d.get("probabilities", list(SearchSpace.probabilities)),
                                    "probabilities", 0.0, 1.0),
         levels=_number_list(d.get("levels", list(SearchSpace.levels)), "levels", 0, ops.MAX_LEVEL),

@@ -1,0 +1,56 @@
+"""Search spaces: what a sample of each option turns into (no training)."""
+import pytest
+
+from autoaug.config import ConfigError
+from autoaug.search.space import space_from_dict
+
+
+class FirstChoice:
+    """A Suggest that answers every question with the first choice, except those in `answers`."""
+
+    def __init__(self, **answers):
+        self.answers, self.asked = answers, []
+
+    def categorical(self, name, choices):
+        self.asked.append(name)
+        return self.answers.get(name, choices[0])
+
+    def int(self, name, low, high):
+        self.asked.append(name)
+        return self.answers.get(name, low)
+
+    def float(self, name, low, high):
+        self.asked.append(name)
+        return self.answers.get(name, low)
+
+
+BASE = {"kind": "autoaugment", "ops": ["Rotate", "Invert"], "sub_policies": 2, "steps": 1,
+        "stages": ["policy", "flip", "crop", "cutout"], "search_order": False}
+
+
+def test_optional_stages_can_be_switched_off_and_keep_old_digests():
+    space = space_from_dict({**BASE, "optional_stages": ["cutout", "flip"]})
+    on = space.sample(FirstChoice())
+    assert [getattr(s, "op", s) for s in on.stages] == ["policy", "FlipLR", "PadCrop", "Cutout"]
+    off = space.sample(FirstChoice(**{"stage.cutout": False}))
+    assert [getattr(s, "op", s) for s in off.stages] == ["policy", "FlipLR", "PadCrop"]
+    assert space_from_dict(BASE).to_dict() == {k: v for k, v in space.to_dict().items() if k != "optional_stages"}
+    assert "optional_stages" not in space_from_dict(BASE).to_dict()  # old spaces keep their digest
+
+
+@pytest.mark.parametrize("bad", [["policy"], ["mixup"], "cutout"])
+def test_optional_stages_must_be_listed_stages(bad):
+    with pytest.raises(ConfigError, match="'optional_stages' must list stages"):
+        space_from_dict({**BASE, "optional_stages": bad})
+
+
+def test_per_class_space_samples_one_group_per_class():
+    space = space_from_dict({**BASE, "per_class": True})
+    suggest = FirstChoice(**{"c2.sp1.step0.op": "Invert"})
+    policy = space.sample(suggest, num_classes=3)
+    assert policy.per_class and not policy.sub_policies
+    assert [g.classes for g in policy.class_policies] == [(0,), (1,), (2,)]
+    assert policy.class_policies[2].sub_policies[1][0].op == "Invert"
+    assert {"c0.sp0.step0.op", "c2.sp1.step0.level"} <= set(suggest.asked)
+    with pytest.raises(ConfigError, match="number of classes"):
+        space.sample(FirstChoice())
