@@ -1035,6 +1035,19 @@ def target_notes(stats: dict, best_name: str | None, rnd: dict | None, costs: di
     return notes
 
 
+def baseline_twins(shown: list, stats: dict) -> dict:
+    """{search: baseline} for searches whose frozen policy *is* a baseline with results."""
+    from autoaug.policy import builtin
+    twins = {}
+    for search in SEARCHES:
+        frozen = frozen_policy(search) if search.name in shown and search.name not in stats else None
+        if frozen is not None:
+            twin = next((b for b in BASELINES if b in stats and builtin(b).digest() == frozen.digest()), None)
+            if twin:
+                twins[search.name] = twin
+    return twins
+
+
 def build_report(args, cfg) -> tuple[str, dict]:
     setting = setting_of(args, cfg)
     all_rows = read_rows(args.csv)
@@ -1053,6 +1066,9 @@ def build_report(args, cfg) -> tuple[str, dict]:
 
     shown = [n for n in report_order(args.random) if n in args.policies]
     stats = {n: s for n in shown if (s := policy_stats(n, rows)) is not None}
+    twins = baseline_twins(shown, stats)
+    for name, twin in twins.items():
+        stats[name] = dict(stats[twin])
     base = {n: s for n, s in stats.items() if n in BASELINES}
     best_name = max(base, key=lambda n: base[n]["mean"]) if base else None
     best, standard = base.get(best_name), stats.get("standard")
@@ -1081,7 +1097,8 @@ def build_report(args, cfg) -> tuple[str, dict]:
     expected = sum(len(seeds_of(args, n)) for n in shown)
     counted = sum(len(set(stats[n]["seeds"]) & set(seeds_of(args, n))) for n in stats)
     complete = counted >= expected
-    notes = []
+    notes = [f"`{name}` froze the baseline `{twin}` itself (the same policy hash): its row is "
+             f"`{twin}`'s full trainings, which are not run twice." for name, twin in twins.items()]
     if not complete:
         notes.append(f"**Partial**: {counted} of {expected} runs so far; n per row is in the table.")
     notes.append(f"Setting: {args.model}, {args.epochs} epochs, batch {args.batch_size}, SGD+Nesterov "
