@@ -81,7 +81,7 @@ class DensityEvaluator:
         self.folds = [(x_tr[i], y_tr[i]) for i in held_out]
         self.fit_sets = [np.setdiff1d(np.arange(len(y_tr)), i) for i in held_out]
         self.arrays = (x_tr, y_tr)
-        self.spec = models_spec(cfg, num_classes)
+        self.spec = json.loads(json.dumps(models_spec(cfg, num_classes), default=str))  # as stored
         self.key = models_key(self.spec)
         root = den["cache_dir"] or os.path.join(cache_root(), "density")
         self.dir = os.path.join(root, self.key)
@@ -121,7 +121,7 @@ class DensityEvaluator:
                 info = json.load(f)
         except (OSError, ValueError):
             return False
-        return info.get("spec") == json.loads(json.dumps(self.spec, default=str)) and all(
+        return info.get("spec") == self.spec and all(
             os.path.exists(self._weights(k)) for k in range(len(self.folds)))
 
     def _weights(self, k: int) -> str:
@@ -147,7 +147,7 @@ class DensityEvaluator:
             folds.append({"fold": k, "n_fit": int(len(fit)), "n_held_out": int(len(y_held)),
                           "clean_accuracy": float(result.val_accuracy),
                           "train_s": round(time.perf_counter() - start, 1)})
-        info = {"key": self.key, "spec": json.loads(json.dumps(self.spec, default=str)), "folds": folds,
+        info = {"key": self.key, "spec": self.spec, "folds": folds,
                 "trained_by": f"{socket.gethostname()}:{os.getpid()}",
                 "trained_at": dt.datetime.now().isoformat(timespec="seconds")}
         tmp = os.path.join(self.dir, f".models.json.tmp{os.getpid()}")
