@@ -73,6 +73,8 @@ RUNS = ROOT / "runs" / "bench_policies"
 DEFAULT_CSV = ROOT / "docs" / "bench_policies.csv"
 DEFAULT_DOCS = ROOT / "docs" / "bench_policies.md"
 DEFAULT_EXPERIMENT = ROOT / "experiments" / "cifar10_reduced.yaml"
+# The random controls' space: AutoAugment's, which the density-matching searches search.
+DEFAULT_RANDOM_SPACE = ROOT / "search_spaces" / "autoaugment.yaml"
 DEFAULT_DM_EXPERIMENT = ROOT / "experiments" / "cifar10_reduced_dm.yaml"
 DEFAULT_PER_CLASS_EXPERIMENT = ROOT / "experiments" / "cifar10_reduced_per_class.yaml"
 SEARCHED, SEARCHED_DM, SEARCHED_PER_CLASS = "searched", "searched-dm", "searched-per-class"
@@ -195,6 +197,9 @@ def parse_args(argv=None):
                         "of the N best trials of every fold / class (default 5)")
     p.add_argument("--random", type=int, default=5,
                    help="number of random control policies random-1..N (default 5; 0 = none)")
+    p.add_argument("--random-space", default=str(DEFAULT_RANDOM_SPACE),
+                   help="search space the random controls are drawn from (default "
+                        "search_spaces/autoaugment.yaml, the density-matching searches' space)")
     p.add_argument("--random-seeds", type=int, default=1,
                    help="train the random controls on the first N seeds of --seeds only (default 1)")
     p.add_argument("--epochs", type=int, default=20, help="full-training epochs (default 20)")
@@ -271,6 +276,7 @@ def load_cfg(args) -> dict:
     if args.search_epochs is not None:
         overrides.append(f"training.epochs={args.search_epochs}")
     cfg = load_experiment(args.experiment, overrides)
+    cfg["random_space"] = args.random_space
     if args.search_epochs is not None:
         cfg["name"] = f"{cfg['name']}-e{args.search_epochs}"
     return with_stores(cfg, SEARCHES[0])
@@ -712,15 +718,14 @@ class RandomSuggest:
 
 
 def random_policy(cfg: dict, name: str, num_classes: int = 0):
-    """random-i: drawn uniformly from the proxy experiment's search space (same i, same policy)."""
-    from autoaug.config import resolve
+    """random-i: drawn uniformly from cfg's random_space (same i, same policy)."""
     from autoaug.search import load_space
     i = int(name[len(RANDOM_PREFIX):])
-    source = cfg["search_space"]
-    space = load_space(resolve(source, cfg) if isinstance(source, str) else source)
+    source = cfg["random_space"]
+    space = load_space(source)
     policy = space.sample(RandomSuggest(RANDOM_RNG_BASE + i), num_classes)
     meta = {"random_control": i, "rng_seed": RANDOM_RNG_BASE + i,
-            "search_space": source if isinstance(source, str) else "inline",
+            "search_space": os.path.relpath(source, ROOT),
             "search_space_hash": space.digest()}
     return dataclasses.replace(policy, name=name, meta=meta)
 
@@ -1109,12 +1114,12 @@ def build_report(args, cfg) -> tuple[str, dict]:
                  f"± the s.e. of that difference.")
     if randoms:
         seeds = ", ".join(str(s) for s in args.seed_list[:args.random_seeds])
-        space = cfg["search_space"] if isinstance(cfg["search_space"], str) else "the inline space"
+        space = os.path.relpath(cfg["random_space"], ROOT)
         spread = (f"; over the controls: {min(rnd['values']):.2f}–{max(rnd['values']):.2f}, std across "
                   f"controls {fmt(statistics.stdev(rnd['values']) if rnd['n'] > 1 else float('nan'))}"
                   if rnd else "")
         notes.append(f"Random controls {randoms[0]}..{randoms[-1]}: policies drawn uniformly from `{space}` "
-                     f"(the proxy search's space, stage order included; random-i from numpy "
+                     f"(the density-matching searches' space, stage order included; random-i from numpy "
                      f"`default_rng({RANDOM_RNG_BASE} + i)`, the same policy on every run); they cost no "
                      f"search and are trained with seed {seeds} only (--random-seeds {args.random_seeds}). "
                      f"\"random (median of N)\": the median of their seed-{args.seed_list[0]} test "

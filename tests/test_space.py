@@ -44,6 +44,25 @@ def test_optional_stages_must_be_listed_stages(bad):
         space_from_dict({**BASE, "optional_stages": bad})
 
 
+def test_stage_magnitudes_search_the_stage_level_and_keep_old_digests():
+    space = space_from_dict({**BASE, "levels": [0, 3, 8], "stage_magnitudes": ["crop", "cutout"]})
+    suggest = FirstChoice(**{"stage.cutout.level": 3})
+    policy = space.sample(suggest)
+    assert {"stage.crop.level", "stage.cutout.level"} <= set(suggest.asked)
+    assert "stage.flip.level" not in suggest.asked
+    crop, cutout = policy.stages[2], policy.stages[3]
+    assert (crop.op, crop.p, crop.level) == ("PadCrop", 1.0, 0.0)
+    assert (cutout.op, cutout.p, cutout.level) == ("Cutout", 1.0, 3.0)
+    assert "stage_magnitudes" not in space_from_dict(BASE).to_dict()
+    assert space.digest() != space_from_dict({**BASE, "levels": [0, 3, 8]}).digest()
+
+
+@pytest.mark.parametrize("bad", [["flip"], ["policy"], ["mixup"], "crop"])
+def test_stage_magnitudes_must_be_listed_stages_with_a_level(bad):
+    with pytest.raises(ConfigError, match="'stage_magnitudes' must list stages"):
+        space_from_dict({**BASE, "stage_magnitudes": bad})
+
+
 def test_per_class_space_samples_one_group_per_class():
     space = space_from_dict({**BASE, "per_class": True})
     suggest = FirstChoice(**{"c2.sp1.step0.op": "Invert"})

@@ -10,11 +10,14 @@ Kinds:
   trivialaugment  one op per image from a searched op set, level uniform up to a searched cap
 Every kind may also search the order of the stages (policy, flip, crop, cutout) as a permutation,
 and whether each stage listed in ``optional_stages`` is used at all (``stage.<name>``: true or false).
+``stage_magnitudes`` lists stages (crop, cutout) whose level is searched over ``levels``
+(``stage.<name>.level``; level 0 is no crop / no Cutout) instead of the reference level.
 An autoaugment space with ``per_class: true`` searches K x L sub-policies for every class
 (a label-conditioned policy); density matching scores each class on its own held-out images.
 """
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import itertools
 import json
@@ -49,6 +52,7 @@ class SearchSpace:
     search_order: bool = True
     per_class: bool = False
     optional_stages: tuple = ()
+    stage_magnitudes: tuple = ()
     name: str = ""
 
     def to_dict(self) -> dict:
@@ -60,6 +64,8 @@ class SearchSpace:
             d["per_class"] = True
         if self.optional_stages:
             d["optional_stages"] = list(self.optional_stages)
+        if self.stage_magnitudes:
+            d["stage_magnitudes"] = list(self.stage_magnitudes)
         return d
 
     def digest(self) -> str:
@@ -109,8 +115,15 @@ class SearchSpace:
             subs = [(Step(op, 1.0, float(lv)),) for op in chosen for lv in grid]
         order = suggest.categorical("order", self.orders).split(">")
         dropped = {st for st in self.optional_stages if not suggest.categorical(f"stage.{st}", [True, False])}
-        order = [st for st in order if st not in dropped]
+        order = [self._stage(st, suggest) for st in order if st not in dropped]
         return Policy(tuple(subs), (), self.ranges, class_policies=groups).with_stages(order)
+
+
+    def _stage(self, name: str, suggest: Suggest):
+        if name not in self.stage_magnitudes:
+            return name
+        level = suggest.categorical(f"stage.{name}.level", list(self.levels))
+        return dataclasses.replace(STAGES[name], level=float(level))
 
 
 def _number_list(value, key: str, lo: float, hi: float) -> tuple:
@@ -124,7 +137,7 @@ def _number_list(value, key: str, lo: float, hi: float) -> tuple:
 
 def space_from_dict(d: dict, name: str = "") -> SearchSpace:
     known = {"kind", "ops", "sub_policies", "steps", "probabilities", "levels", "ranges", "stages",
-             "search_order", "per_class", "optional_stages", "name"}
+             "search_order", "per_class", "optional_stages", "stage_magnitudes", "name"}
     unknown = set(d) - known
     if unknown:
         raise ConfigError(f"unknown search-space keys: {', '.join(sorted(unknown))}")
@@ -164,6 +177,12 @@ def space_from_dict(d: dict, name: str = "") -> SearchSpace:
     optional = d.get("optional_stages", [])
     if not isinstance(optional, list) or any(st not in stages or st == POLICY_STAGE for st in optional):
         raise ConfigError("'optional_stages' must list stages of 'stages' other than 'policy'")
+    magnitudes = d.get("stage_magnitudes", [])
+    if not isinstance(magnitudes, list) or any(
+            st not in stages or st == POLICY_STAGE or not ops.OPS[STAGES[st].op].has_level
+            for st in magnitudes):
+        raise ConfigError("'stage_magnitudes' must list stages of 'stages' that have a level "
+                          "(crop, cutout)")
     per_class = d.get("per_class", False)
     if not isinstance(per_class, bool):
         raise ConfigError("'per_class' must be true or false")
@@ -171,7 +190,8 @@ def space_from_dict(d: dict, name: str = "") -> SearchSpace:
         raise ConfigError("'per_class: true' needs kind: autoaugment")
     return SearchSpace(
         kind=kind, ops=tuple(op_list), ranges=ranges, stages=tuple(stages),
-        search_order=search_order, per_class=per_class, optional_stages=tuple(optional), name=d.get("name", name) or name,
+        search_order=search_order, per_class=per_class, optional_stages=tuple(optional),
+        stage_magnitudes=tuple(magnitudes), name=d.get("name", name) or name,
         probabilities=_number_list(d.get("probabilities", list(SearchSpace.probabilities)),
                                    "probabilities", 0.0, 1.0),
         levels=_number_list(d.get("levels", list(SearchSpace.levels)), "levels", 0, ops.MAX_LEVEL),
