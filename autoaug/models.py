@@ -75,7 +75,8 @@ def build_model(name: str, input_shape, num_classes: int, **kw) -> keras.Model:
         return _cnn(input_shape, num_classes, **kw)
     if key == "cnn-small":
         _check(name, kw, _COMMON)
-        return _cnn_small(input_shape, num_classes, **kw)
+        return _cnn(input_shape, num_classes, widths=(16, 32), convs_per_stage=1,
+                    name="cnn_small", **kw)
     m = _WRN.match(key)
     if m:
         depth, width = int(m.group(1)), int(m.group(2))
@@ -139,33 +140,21 @@ def _regularizer(weight_decay):
 
 
 def _cnn(input_shape, num_classes, widths=(32, 64, 128), weight_decay=0.0, dropout=0.0,
-         bn_momentum=0.9, output="softmax", seed=None):
+         bn_momentum=0.9, output="softmax", seed=None, convs_per_stage=2, name="cnn"):
+    """Stages of `convs_per_stage` conv-BN-ReLU blocks, each stage followed by a max-pool."""
     widths = tuple(int(w) for w in widths)
     init, reg = _Init(seed), _regularizer(weight_decay)
     inputs, x = _stem(input_shape)
     for s, w in enumerate(widths, start=1):
-        for j in (1, 2):
-            x = _conv(x, w, init, reg, f"conv{s}_{j}")
-            x = _bn(x, bn_momentum, f"bn{s}_{j}")
-            x = layers.ReLU(name=f"relu{s}_{j}")(x)
+        for j in range(1, convs_per_stage + 1):
+            suffix = f"{s}_{j}" if convs_per_stage > 1 else f"{s}"
+            x = _conv(x, w, init, reg, f"conv{suffix}")
+            x = _bn(x, bn_momentum, f"bn{suffix}")
+            x = layers.ReLU(name=f"relu{suffix}")(x)
         if min(x.shape[1], x.shape[2]) >= 2:
             x = layers.MaxPooling2D(2, name=f"pool{s}")(x)
     outputs = _head(x, num_classes, init, reg, dropout, output)
-    return keras.Model(inputs, outputs, name="cnn")
-
-
-def _cnn_small(input_shape, num_classes, weight_decay=0.0, dropout=0.0, bn_momentum=0.9,
-               output="softmax", seed=None):
-    init, reg = _Init(seed), _regularizer(weight_decay)
-    inputs, x = _stem(input_shape)
-    for s, w in enumerate((16, 32), start=1):
-        x = _conv(x, w, init, reg, f"conv{s}")
-        x = _bn(x, bn_momentum, f"bn{s}")
-        x = layers.ReLU(name=f"relu{s}")(x)
-        if min(x.shape[1], x.shape[2]) >= 2:
-            x = layers.MaxPooling2D(2, name=f"pool{s}")(x)
-    outputs = _head(x, num_classes, init, reg, dropout, output)
-    return keras.Model(inputs, outputs, name="cnn_small")
+    return keras.Model(inputs, outputs, name=name)
 
 
 # --------------------------------------------------------------------------- Wide-ResNet
