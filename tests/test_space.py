@@ -1,7 +1,10 @@
 """Search spaces: what a sample of each option turns into (no training)."""
+from pathlib import Path
+
 import pytest
 
-from autoaug.config import ConfigError
+from autoaug.config import ConfigError, load_experiment, resolve
+from autoaug.search import load_space
 from autoaug.search.space import space_from_dict
 
 
@@ -73,3 +76,18 @@ def test_per_class_space_samples_one_group_per_class():
     assert {"c0.sp0.step0.op", "c2.sp1.step0.level"} <= set(suggest.asked)
     with pytest.raises(ConfigError, match="number of classes"):
         space.sample(FirstChoice())
+
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.mark.parametrize("path", sorted((ROOT / "experiments").glob("*.yaml")), ids=lambda p: p.name)
+def test_shipped_experiments_and_their_spaces_load(path):
+    cfg = load_experiment(str(path))
+    space = load_space(resolve(cfg["search_space"], cfg))
+    assert space.digest() and cfg["n_trials"] > len(cfg["baselines"])
+
+
+@pytest.mark.parametrize("path", sorted((ROOT / "search_spaces").glob("*.yaml")), ids=lambda p: p.name)
+def test_shipped_search_spaces_load(path):
+    assert load_space(str(path)).name == path.stem
