@@ -35,8 +35,8 @@ full trainings seed by seed, in each seed: standard, searched, searched-dm, sear
 none, standard+cutout, the published policies, the random controls (these on the first
 --random-seeds seeds only). Every finished run is appended to the CSV at once; (policy, seed)
 pairs already there with the same setting (epochs, model, batch, lr, split) are skipped, so a
-killed run resumes where it stopped (a search resumes from its journal; trials a kill left
-running are marked failed).
+killed run resumes where it stopped (a search resumes from its journal like any resumed
+study: the driver fails and re-queues the killed trials, and the joining sampler draws anew).
 
 At the end, and with ``--report`` at any time from the CSV alone, it prints the table: n seeds,
 mean test accuracy, standard deviation, standard error, differences to ``standard`` and to the
@@ -51,7 +51,6 @@ also rewrites the table section of ``docs/bench_policies.md``.
 from __future__ import annotations
 
 import argparse
-import contextlib
 import csv
 import dataclasses
 import datetime as dt
@@ -509,68 +508,8 @@ def finished(counts: dict) -> int:
     return counts.get("complete", 0) + counts.get("pruned", 0)
 
 
-def recover_killed_trials(cfg, who: str) -> None:
-    """Mark trials left RUNNING by a killed bench as failed; re-queue lost baselines.
-
-    Safe because the search lock guarantees that no other bench worker is running. The
-    journal storage has no heartbeats, so without this a killed trial stays RUNNING for
-    ever, and a killed baseline trial is never re-run (enqueue_baselines sees its name).
-    """
-    import optuna
-    from optuna.trial import TrialState
-
-    from autoaug.search.optuna_driver import make_storage
-    storage = make_storage(cfg["storage"])
-    try:
-        study = optuna.load_study(study_name=cfg["name"], storage=storage)
-    except KeyError:
-        return
-    tracker = None
-    for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
-        storage.set_trial_state_values(t._trial_id, TrialState.FAIL)
-        log(f"{who}: trial {t.number} was left running by a killed run; marked failed")
-        run_id = t.user_attrs.get("mlflow_run_id")
-        if run_id:
-            try:
-                from autoaug import tracking
-                tracker = tracker or tracking.open_study(cfg["tracking_uri"], cfg["name"])
-                tracker.end_trial(run_id, "failed", reason="killed (bench_policies resumed)")
-            except Exception as e:  # noqa: BLE001 (MLflow's errors vary; the record is cosmetic here)
-                log(f"{who}: could not close MLflow run {run_id}: {e}")
-    live = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.RUNNING, TrialState.WAITING)
-    for name in cfg["baselines"]:
-        states = [t.state for t in study.get_trials(deepcopy=False)
-                  if t.user_attrs.get("baseline") == name]
-        if states and not any(s in live for s in states):
-            study.enqueue_trial({}, user_attrs={"baseline": name})
-            log(f"{who}: baseline {name} was lost to a killed run; queued again")
-
-
 def is_density(cfg: dict) -> bool:
     return cfg.get("evaluation", "proxy-training") == "density-matching"
-
-
-@contextlib.contextmanager
-def sampler_seed_offset(offset: int):
-    """Offset the seed of the Optuna samplers that the driver makes, and nothing else.
-
-    Under density matching ``cfg["seed"]`` also names the K models' cache (a new seed would
-    train them again) and fixes the scoring's augmentation draws (common random numbers:
-    trials of a resumed study stay comparable), so only the sampler's seed may move.
-    """
-    from autoaug.search import optuna_driver
-    make = getattr(optuna_driver, "make_sampler", None)
-    if not offset or make is None:
-        if offset:
-            log("search: this library has no optuna_driver.make_sampler; the resumed sampler "
-                "keeps its seed")
-        yield
-        return
-    optuna_driver.make_sampler = lambda driver, seed: make(driver, seed + offset)
-    try:
-        yield
-    finally:
-        optuna_driver.make_sampler = make
 
 
 def search_top(args, search: Search) -> int:
@@ -603,7 +542,6 @@ def run_search_step(args, search: Search, cfg: dict) -> None:
     else:
         info["proxy_epochs"] = cfg["training"]["epochs"]
     with FileLock(search.lock_file, f"the {who} search"):
-        recover_killed_trials(cfg, who)
         before = trial_counts(cfg)
         frozen = frozen_policy(search)
         cost = load_cost(search.cost_file) or {}
@@ -613,27 +551,15 @@ def run_search_step(args, search: Search, cfg: dict) -> None:
                 f"{os.path.relpath(search.policy_file, ROOT)}; not re-run")
             return
         if finished(before) < cfg["n_trials"]:
-            existing = sum(before.values())
-            offset = 0
-            if existing:
-                # Optuna seeds a sampler's RNG once per process: a resumed study with the same seed
-                # draws the same random start-up trials again (measured: trials 9, 10 repeated 6, 7).
-                # Offset the seed by the trials already there; a fresh study keeps the file's seed.
-                if is_density(cfg):
-                    offset = existing  # the sampler's only: see sampler_seed_offset
-                    log(f"{who}: resuming after {existing} trials; sampler seed offset by {existing}")
-                else:
-                    cfg["seed"] = int(cfg["seed"]) + existing
-                    log(f"{who}: resuming after {existing} trials; sampler/trial seed offset to "
-                        f"{cfg['seed']} so that the resumed sampler does not repeat earlier draws")
+            # A resumed study joins as a new worker, and the driver gives every joining worker
+            # a sampler seed of its own: it does not replay the earlier random draws.
             what = (f"density matching, {cfg['density']['folds']} models of {cfg['training']['epochs']} "
                     f"epochs (cache {os.path.relpath(cfg['density']['cache_dir'], ROOT)})"
                     if is_density(cfg) else f"proxy training, {cfg['training']['epochs']} epochs")
             log(f"{who}: study {cfg['name']} ({cfg['n_trials']} trials, {what}, {cfg['model']['name']}), "
                 f"{finished(before)} finished before; journal {info['storage']}")
             with CostMeter(search.cost_file, info, {"code_version": code_version()}) as meter:
-                with sampler_seed_offset(offset):
-                    ctx, _ = run_search(cfg, progress=False)
+                ctx, _ = run_search(cfg, progress=False)
                 evaluator = getattr(ctx, "evaluator", None)
                 if evaluator is not None:
                     trained = bool(evaluator.trained_here)

@@ -157,12 +157,3 @@ def test_three_searches_run_freeze_cost_and_resume(bench, tmp_path):
     assert "trained and paid for by `searched-dm`" in text
     assert "union of the top 2 trials of every class" in text
 
-
-def test_sampler_seed_offset_moves_only_the_sampler_seed(bench, monkeypatch):
-    from autoaug.search import optuna_driver
-    seen = []
-    monkeypatch.setattr(optuna_driver, "make_sampler", lambda driver, seed: seen.append(seed))
-    with bench.sampler_seed_offset(7):
-        optuna_driver.make_sampler({}, 3)
-    optuna_driver.make_sampler({}, 3)
-    assert seen == [10, 3]

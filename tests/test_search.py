@@ -79,3 +79,32 @@ def test_pruned_trials_are_pruned_in_optuna_and_mlflow(tmp_path, monkeypatch):
                       2: optuna.trial.TrialState.PRUNED, 3: optuna.trial.TrialState.PRUNED}
     assert list(frame["state"]) == ["complete", "complete", "pruned", "pruned"]  # baselines are never pruned
     assert set(frame["status"]) == {"FINISHED"}
+
+
+def test_a_resumed_study_does_not_repeat_the_draws_of_its_first_run(tmp_path):
+    # Optuna seeds a sampler once per process; a worker joining an existing study (a resume, or
+    # a second worker) must not replay the creator's random start-up draws.
+    from autoaug.search import load_space
+    from autoaug.search.optuna_driver import OptunaSuggest, open_study
+    cfg = load_experiment(None, tiny_overrides(tmp_path, storage=f"journal:{tmp_path}/s.journal",
+                                               **{"driver.n_startup_trials": 10}))
+    space = load_space(cfg["search_space"])
+
+    def draw(study, n):
+        out = []
+        for _ in range(n):
+            trial = study.ask()
+            space.sample(OptunaSuggest(trial))
+            study.tell(trial, 0.5)
+            out.append(trial.params)
+        return out
+
+    study, created = open_study(cfg)
+    first = draw(study, 3)
+    resumed, created_again = open_study(cfg)
+    assert created and not created_again
+    again = draw(resumed, 3)
+    assert len(resumed.trials) == 6
+    assert not any(p in first for p in again)
+    fresh, _ = open_study({**cfg, "storage": f"journal:{tmp_path}/other.journal"})
+    assert draw(fresh, 3) == first  # a new study with the same seed draws the same trials
