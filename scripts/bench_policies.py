@@ -259,6 +259,7 @@ def parse_args(argv=None):
         raise BenchError(f"--only: unknown policy {unknown[0]!r}{hint}; choose from {', '.join(known)}")
     args.policies = [n for n in known if n in names]  # in training priority
     args.csv = os.path.abspath(args.csv)
+    args.random_space = os.path.abspath(args.random_space)
     RUNS = Path(args.runs_dir).resolve()
     if args.docs is None:
         args.docs = str(DEFAULT_DOCS) if args.csv == str(DEFAULT_CSV) else ""
