@@ -20,6 +20,39 @@ def _cli(*args, cwd):
                           text=True, timeout=600)
 
 
+def _best_by_mean(frame):
+    """(first trial row, mean) of the policy hash with the best mean validation accuracy."""
+    done = frame[frame["state"] == "complete"]
+    stats = done.groupby("policy_hash").agg(mean=("val_accuracy", "mean"), first=("trial", "min"))
+    h = max(stats.index, key=lambda k: (stats.loc[k, "mean"], -stats.loc[k, "first"]))
+    rows = done[done["policy_hash"] == h].sort_values("trial")
+    return rows.iloc[0], float(stats.loc[h, "mean"])
+
+
+def test_a_policy_evaluated_by_several_trials_is_ranked_by_their_mean(tmp_path):
+    # A space with one point: every searched trial evaluates the same policy with its own
+    # training seed, so the frozen score must be their mean, not the luckiest of them.
+    space = tmp_path / "one_point.yaml"
+    space.write_text("kind: autoaugment\nops: [Rotate]\nsub_policies: 1\nsteps: 1\n"
+                     "probabilities: [0.5]\nlevels: [3]\nstages: [policy, flip]\nsearch_order: false\n")
+    storage = f"sqlite:///{tmp_path}/optuna.db"
+    cfg = load_experiment(None, tiny_overrides(tmp_path, name="repeat", n_trials=3, storage=storage,
+                                               search_space=str(space), baselines="[]"))
+    _, frame = run_search(cfg, progress=False)
+    searched = frame[frame["state"] == "complete"]
+    assert len(searched) == 3 and searched["policy_hash"].nunique() == 1
+    assert searched["val_accuracy"].nunique() > 1  # the seeds differ, so the values do
+    best, mean = _best_by_mean(frame)
+    for source in ({}, {"storage": storage}):
+        policy = autoaug.search.best_policy("repeat", cfg["tracking_uri"], **source)
+        assert abs(policy.meta["val_accuracy"] - mean) < 1e-9
+        assert policy.meta["trial"] == best["trial"] == 0
+        assert policy.meta["evaluations"] == 3 and policy.meta["trials"] == [0, 1, 2]
+    client = MlflowClient(cfg["tracking_uri"])
+    parent = client.get_run(policy.meta["run_id"]).data.tags["mlflow.parentRunId"]
+    assert abs(client.get_run(parent).data.metrics["best_val_accuracy"] - mean) < 1e-6
+
+
 def test_freeze_load_and_train(tmp_path, photos):
     storage = f"sqlite:///{tmp_path}/optuna.db"
     cfg = load_experiment(None, tiny_overrides(tmp_path, name="freeze-study", n_trials=5, storage=storage))
@@ -30,11 +63,11 @@ def test_freeze_load_and_train(tmp_path, photos):
     done = _cli("best", "--study", "freeze-study", "--tracking-uri", uri, "--out", str(out), cwd=tmp_path)
     assert done.returncode == 0, done.stderr[-2000:]
     frozen = autoaug.load_policy(str(out))
-    best = frame[frame["state"] == "complete"].sort_values(["val_accuracy", "trial"], ascending=[False, True]).iloc[0]
+    best, mean = _best_by_mean(frame)
     meta = json.loads(out.read_text())["meta"]
     assert meta["trial"] == best["trial"] and meta["run_id"] == best["run_id"]
     assert meta["study"] == "freeze-study" and meta["search_space_hash"] and meta["code_version"]
-    assert abs(meta["val_accuracy"] - best["val_accuracy"]) < 1e-9
+    assert abs(meta["val_accuracy"] - mean) < 1e-9
 
     # The same pixels as the trial's own policy, loaded from the file and from MLflow.
     from_mlflow = autoaug.tracking.read_artifact_text(f"runs:/{best['run_id']}/policy.json", uri)

@@ -27,16 +27,39 @@ def run_search(cfg: dict, progress: bool = True):
     best = None
     done = frame[frame["state"] == "complete"] if len(frame) else frame
     if len(done):
-        row = done.sort_values("val_accuracy", ascending=False).iloc[0]
-        best = {"trial": int(row["trial"]), "run_id": row["run_id"], "val_accuracy": float(row["val_accuracy"])}
+        trials = [{"number": int(r["trial"]), "value": float(r["val_accuracy"]), "run_id": r["run_id"],
+                   "hash": r["policy_hash"]} for _, r in done.iterrows()]
+        ranked = best_by_policy(trials)
+        if ranked:
+            head, mean, _ = ranked
+            best = {"trial": head["number"], "run_id": head["run_id"], "val_accuracy": mean}
     ctx.finish(best, figures, complete)
     return ctx, frame
+
+
+def best_by_policy(trials: list) -> tuple[dict, float, list] | None:
+    """(first trial, mean value, trial numbers) of the policy with the best mean value
+    (None when no trial has a value).
+
+    A policy evaluated by several trials (TPE proposes a promising categorical point again;
+    each trial trains with its own seed) is scored by the mean of its trials, not by its
+    luckiest one: the seed-to-seed noise of a proxy is as large as the differences sought.
+    """
+    groups: dict = {}
+    for t in sorted(trials, key=lambda t: t["number"]):
+        if t["value"] == t["value"]:  # not NaN
+            groups.setdefault(t.get("hash") or f"trial{t['number']}", []).append(t)
+    if not groups:
+        return None
+    best = max(groups.values(), key=lambda g: (sum(t["value"] for t in g) / len(g), -g[0]["number"]))
+    return best[0], sum(t["value"] for t in best) / len(best), [t["number"] for t in best]
 
 
 def best_policy(study: str, tracking_uri: str, storage: str | None = None, top: int = 1):
     """The best complete trial's policy, with its provenance in ``policy.meta``.
 
-    From the Optuna storage when one is given, else from the study's MLflow runs. With
+    A policy that several trials evaluated is ranked by their mean (``best_by_policy``);
+    its meta then lists them (``evaluations``, ``trials``). From the Optuna storage when one is given, else from the study's MLflow runs. With
     ``top`` N > 1, the union of the sub-policies of the N best searched trials of every
     fold (Fast AutoAugment's final policy); for a per-class search, of the N best trials
     of every class, by that class's own score.
@@ -51,12 +74,17 @@ def best_policy(study: str, tracking_uri: str, storage: str | None = None, top: 
     trials = _complete_trials(study, tracker, storage)
     if not trials:
         raise ConfigError(f"study {study!r} has no complete trial yet")
-    best = max(trials, key=lambda t: (t["value"], -t["number"]))
-    meta = {"study": study, "trial": best["number"], "run_id": best["run_id"], "val_accuracy": best["value"],
+    ranked = best_by_policy(trials)
+    if ranked is None:
+        raise ConfigError(f"study {study!r} has no complete trial with a validation accuracy yet")
+    best, mean, numbers = ranked
+    meta = {"study": study, "trial": best["number"], "run_id": best["run_id"], "val_accuracy": mean,
             "search_space_hash": parent.params.get("search_space_hash", ""),
             "code_version": parent.tags.get("autoaug.code_version", ""),
             "tracking_uri": tracking.redact(tracking_uri), "source": "optuna" if storage else "mlflow"}
     if top == 1:
+        if len(numbers) > 1:
+            meta.update(evaluations=len(numbers), trials=numbers)
         policy = best["policy"]()
         return Policy(policy.sub_policies, policy.stages, policy.ranges,
                       policy.name or f"{study}-trial{best['number']}", meta,
@@ -123,6 +151,7 @@ def _complete_trials(study: str, tracker, storage: str | None) -> list:
         for t in complete_trials(study, storage):
             attrs = t.user_attrs
             out.append({"number": t.number, "value": t.value, "run_id": attrs.get("mlflow_run_id"),
+                        "hash": attrs.get("policy_hash"),
                         "baseline": attrs.get("baseline", ""), "folds": attrs.get("fold_accuracy", []),
                         "classes": attrs.get("class_accuracy", []),
                         "policy": lambda d=attrs["policy"]: Policy.from_dict(d)})
@@ -133,7 +162,7 @@ def _complete_trials(study: str, tracker, storage: str | None) -> list:
         if tags.get("autoaug.state") != "complete" or value is None or value != value:
             continue
         out.append({"number": int(tags.get("autoaug.trial", -1)), "value": value,
-                    "run_id": run.info.run_id, "baseline": tags.get("autoaug.baseline", ""),
+                    "run_id": run.info.run_id, "hash": run.data.params.get("policy_hash"), "baseline": tags.get("autoaug.baseline", ""),
                     "folds": _indexed(metrics, "fold"), "classes": _indexed(metrics, "class"),
                     "policy": lambda r=run.info.run_id: Policy.from_json(tracker.read_text(r, "policy.json"))})
     return out
