@@ -615,6 +615,9 @@ def frozen_text(meta: dict) -> str:
         return (f"union of the top {meta['merged_top']} trials of every {per} "
                 f"({len(trials)} trials: {', '.join(str(t) for t in trials)}; best trial "
                 f"{meta.get('trial')}, {score})")
+    if int(meta.get("evaluations", 1) or 1) > 1:
+        trials = ", ".join(str(t) for t in meta.get("trials") or [])
+        return f"best policy, evaluated by trials {trials} ({score}, their mean)"
     return f"best trial {meta.get('trial')} ({score})"
 
 
