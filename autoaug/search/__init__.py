@@ -59,7 +59,8 @@ def best_policy(study: str, tracking_uri: str, storage: str | None = None, top: 
     """The best complete trial's policy, with its provenance in ``policy.meta``.
 
     A policy that several trials evaluated is ranked by their mean (``best_by_policy``);
-    its meta then lists them (``evaluations``, ``trials``). From the Optuna storage when one is given, else from the study's MLflow runs. With
+    its meta then lists them (``evaluations``, ``trials``). From the Optuna storage when one
+    is given, else from the study's MLflow runs. With
     ``top`` N > 1, the union of the sub-policies of the N best searched trials of every
     fold (Fast AutoAugment's final policy); for a per-class search, of the N best trials
     of every class, by that class's own score.
@@ -162,7 +163,8 @@ def _complete_trials(study: str, tracker, storage: str | None) -> list:
         if tags.get("autoaug.state") != "complete" or value is None or value != value:
             continue
         out.append({"number": int(tags.get("autoaug.trial", -1)), "value": value,
-                    "run_id": run.info.run_id, "hash": run.data.params.get("policy_hash"), "baseline": tags.get("autoaug.baseline", ""),
+                    "run_id": run.info.run_id, "hash": run.data.params.get("policy_hash"),
+                    "baseline": tags.get("autoaug.baseline", ""),
                     "folds": _indexed(metrics, "fold"), "classes": _indexed(metrics, "class"),
                     "policy": lambda r=run.info.run_id: Policy.from_json(tracker.read_text(r, "policy.json"))})
     return out

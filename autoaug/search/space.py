@@ -118,8 +118,8 @@ class SearchSpace:
         order = [self._stage(st, suggest) for st in order if st not in dropped]
         return Policy(tuple(subs), (), self.ranges, class_policies=groups).with_stages(order)
 
-
     def _stage(self, name: str, suggest: Suggest):
+        """A stage's name, or its Step at a searched level when it is in stage_magnitudes."""
         if name not in self.stage_magnitudes:
             return name
         level = suggest.categorical(f"stage.{name}.level", list(self.levels))
