@@ -73,11 +73,9 @@ def best_policy(study: str, tracking_uri: str, storage: str | None = None, top: 
     tracker = tracking.open_study(tracking_uri, study)
     parent = tracker.parent.data
     trials = _complete_trials(study, tracker, storage)
-    if not trials:
-        raise ConfigError(f"study {study!r} has no complete trial yet")
     ranked = best_by_policy(trials)
     if ranked is None:
-        raise ConfigError(f"study {study!r} has no complete trial with a validation accuracy yet")
+        raise ConfigError(f"study {study!r} has no complete trial yet")
     best, mean, numbers = ranked
     meta = {"study": study, "trial": best["number"], "run_id": best["run_id"], "val_accuracy": mean,
             "search_space_hash": parent.params.get("search_space_hash", ""),
