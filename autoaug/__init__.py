@@ -18,6 +18,32 @@ def load_policy(source) -> Policy:
 
     Examples: ``load_policy("policy.json")``, ``load_policy("autoaugment-cifar10+standard+cutout")``,
     ``load_policy("runs:/<run_id>/policy.json")``.
+
+    Args:
+        source: a Policy (returned as it is); a path (``str`` or ``os.PathLike``) to a
+            policy JSON file; a built-in spec as ``builtin`` takes; or an MLflow artifact
+            URI (``runs:/``, ``models:/``, ``mlflow-artifacts:/``).
+
+    Returns:
+        The Policy.
+
+    Raises:
+        PolicyError: the file cannot be read or is not a valid policy (the message names
+            the file), or the name is not a built-in.
+        autoaug.tracking.TrackingError: the MLflow artifact cannot be read.
+
+    >>> import os, tempfile
+    >>> policy = load_policy("autoaugment-cifar10+standard+cutout")
+    >>> policy.name, len(policy.sub_policies), policy.ranges
+    ('autoaugment-cifar10+standard+cutout', 25, 'aa')
+    >>> with tempfile.TemporaryDirectory() as folder:
+    ...     policy.save(os.path.join(folder, "policy.json"))
+    ...     load_policy(os.path.join(folder, "policy.json")) == policy
+    True
+    >>> load_policy("no/such/policy.json")
+    Traceback (most recent call last):
+    ...
+    autoaug.policy.PolicyError: cannot read policy file no/such/policy.json: No such file or directory
     """
     if isinstance(source, Policy):
         return source

@@ -55,11 +55,11 @@ def _run_step(images, op_ids, levels, apply, signs, table, key):
     prm = tf.dynamic_partition(params, op_ids, _N_OPS)
     op_keys = _split(key, _N_OPS)
     outs = []
-    for i, spec in enumerate(ops._TABLE):
+    for i, spec in enumerate(ops.TABLE):
         if spec.kind == "batch" or i == _IDENTITY:
             outs.append(parts[i])
         else:
-            outs.append(spec.fn(parts[i], prm[i], op_keys[i]))
+            outs.append(ops.KERNELS[spec.name](parts[i], prm[i], op_keys[i]))
     return tf.dynamic_stitch(idx, outs)
 
 
@@ -104,7 +104,7 @@ def _sub_policies(images, groups, op_ids, probs, levels, table, key):
 
 def _single_step(images, labels, op_name, prob, level, table, key):
     """A stage that is one step: only its own op is in the graph."""
-    spec = ops.OPS[op_name]
+    spec, kernel = ops.OPS[op_name], ops.KERNELS[op_name]
     n = tf.shape(images)[0]
     k_apply, k_sign, k_op = _split(key, 3)
     apply = tf.random.stateless_uniform([n], k_apply) < prob
@@ -112,11 +112,11 @@ def _single_step(images, labels, op_name, prob, level, table, key):
     op_ids = tf.fill([n], ops.OP_INDEX[op_name])
     params = ops.levels_to_params(op_ids, tf.fill([n], level), signs, table)
     if spec.kind == "batch":
-        return spec.fn(images, labels, params[0], apply, k_op)
+        return kernel(images, labels, params[0], apply, k_op)
     mask = tf.cast(apply, tf.int32)
     parts = tf.dynamic_partition(images, mask, 2)
     idx = tf.dynamic_partition(tf.range(n), mask, 2)
-    out = spec.fn(parts[1], tf.dynamic_partition(params, mask, 2)[1], k_op)
+    out = kernel(parts[1], tf.dynamic_partition(params, mask, 2)[1], k_op)
     return tf.dynamic_stitch(idx, [parts[0], out]), labels
 
 
@@ -218,7 +218,39 @@ def apply_policy(policy: Policy, images, labels=None, seed=0, epoch=0, index=0):
     when the policy has a MixUp/CutMix stage (one-hot float [B, classes]; the mixed
     labels are returned) or is per-class (class ids [B] or one-hot/soft [B, K], whose
     argmax is the class). With labels the result is ``(images, labels)``, the labels
-    unchanged unless mixed; without, just the images.
+    unchanged unless mixed; without, just the images. ``Policy.apply`` calls this.
+
+    Args:
+        policy: the Policy to apply.
+        images: uint8 ``[B, H, W, C]``, C = 1 or 3 (array or tensor).
+        labels: optional; see above.
+        seed, epoch, index: the batch's stateless key (``batch_key``): the same three
+            give the same pixels, in any process and under any ``num_parallel_calls``.
+
+    Returns:
+        The augmented uint8 images, or ``(images, labels)`` when labels are passed.
+
+    Raises:
+        PolicyError: images that are not a uint8 batch with 1 or 3 channels, labels
+            missing for a MixUp/CutMix or per-class policy, or labels of the wrong shape.
+
+    >>> import numpy as np
+    >>> from autoaug import builtin
+    >>> images = np.random.default_rng(0).integers(0, 256, [8, 32, 32, 3], dtype=np.uint8)
+    >>> policy = builtin("randaugment-n1-m9+standard")
+    >>> out = apply_policy(policy, images, seed=42, epoch=0, index=3)
+    >>> out.shape, out.dtype.name
+    (TensorShape([8, 32, 32, 3]), 'uint8')
+    >>> bool(np.array_equal(out, policy.apply(images, seed=42, epoch=0, index=3)))
+    True
+    >>> mixup = Policy(stages=[Step("MixUp", 1.0, 5.0)])
+    >>> _, mixed = apply_policy(mixup, images, np.eye(8, dtype=np.float32), seed=1)
+    >>> mixed.shape, bool(np.allclose(mixed.numpy().sum(axis=1), 1.0))
+    (TensorShape([8, 8]), True)
+    >>> apply_policy(mixup, images)
+    Traceback (most recent call last):
+    ...
+    autoaug.policy.PolicyError: the policy mixes labels (MixUp/CutMix): pass one-hot labels
     """
     images = tf.convert_to_tensor(images)
     if images.dtype != tf.uint8:

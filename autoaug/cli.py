@@ -11,7 +11,7 @@ USER_ERROR = 2
 def _user_errors():
     from .config import ConfigError
     from .data import DataError
-    from .ops import OpError
+    from .opspec import OpError
     from .policy import PolicyError
     from .tracking import TrackingError
     return (ConfigError, DataError, OpError, PolicyError, TrackingError)
@@ -27,22 +27,23 @@ def _overrides(args) -> list[str]:
     return overrides
 
 
-def _experiment(args) -> dict:
+def load_experiment_args(args):
+    """The experiment file with the command's flags and --set overrides applied."""
     from .config import load_experiment
     return load_experiment(args.experiment, _overrides(args))
 
 
-def _check_shared(cfg: dict, who: str) -> None:
+def _check_shared(exp, who: str) -> None:
     """Parallel workers: the Optuna driver and a storage they can share, reachable now."""
     from .config import ConfigError
     from .search.optuna_driver import check_shared, make_storage
-    if cfg["driver"]["name"] != "optuna":
+    if exp.driver.name != "optuna":
         raise ConfigError(f"{who} needs the optuna driver (KerasTuner runs one worker)")
-    check_shared(cfg["storage"], who)
-    make_storage(cfg["storage"], cfg["driver"]["heartbeat_s"])
+    check_shared(exp.storage, who)
+    make_storage(exp.storage, exp.driver.heartbeat_s)
 
 
-def _run_workers(args, cfg: dict) -> int:
+def _run_workers(args) -> int:
     """`--workers N`: N `autoaug worker` processes on this host; the worst exit code."""
     import subprocess
     cmd = [sys.executable, "-m", "autoaug.cli", "worker", args.experiment, "--quiet"]
@@ -63,21 +64,21 @@ def cmd_search(args) -> int:
     from .config import ConfigError
     from .search import run_search
     from .tracking import open_study, redact
-    cfg = _experiment(args)
+    exp = load_experiment_args(args)
     if args.workers < 1:
         raise ConfigError(f"--workers must be at least 1, got {args.workers}")
     if args.workers > 1:
-        _check_shared(cfg, f"--workers {args.workers}")
-    print(f"study {cfg['name']}: {cfg['n_trials']} trials, driver {cfg['driver']['name']}, "
-          f"storage {redact(cfg['storage']) or 'memory'}, tracking {redact(cfg['tracking_uri'])}"
+        _check_shared(exp, f"--workers {args.workers}")
+    print(f"study {exp.name}: {exp.n_trials} trials, driver {exp.driver.name}, "
+          f"storage {redact(exp.storage) or 'memory'}, tracking {redact(exp.tracking_uri)}"
           + (f", {args.workers} workers" if args.workers > 1 else ""), flush=True)
     if args.workers > 1:
-        code = _run_workers(args, cfg)
+        code = _run_workers(args)
         if code:
             return code
-        frame = open_study(cfg["tracking_uri"], cfg["name"]).trials_frame()
+        frame = open_study(exp.tracking_uri, exp.name).trials_frame()
     else:
-        ctx, frame = run_search(cfg, progress=not args.quiet)
+        ctx, frame = run_search(exp, progress=not args.quiet)
     if len(frame):
         frame = frame.assign(kind=frame["baseline"].where(frame["baseline"] != "", "searched"))
         done = frame[frame["state"] == "complete"].sort_values("val_accuracy", ascending=False)
@@ -87,7 +88,7 @@ def cmd_search(args) -> int:
             print("\nTop searched trials:")
             print(done[done["kind"] == "searched"].head(5)[["trial", "val_accuracy", "duration_s", "stages", "summary"]].to_string(index=False))
         counts = frame["state"].value_counts().to_dict()
-        print(f"\ntrials: {counts}; MLflow experiment '{cfg['name']}' at {redact(cfg['tracking_uri'])}")
+        print(f"\ntrials: {counts}; MLflow experiment '{exp.name}' at {redact(exp.tracking_uri)}")
     return 0
 
 
@@ -95,13 +96,13 @@ def cmd_worker(args) -> int:
     """One worker of a shared study: runs trials until the study has its n_trials, then exits."""
     from .search import run_search
     from .search.optuna_driver import worker_id
-    cfg = _experiment(args)
-    _check_shared(cfg, "autoaug worker")
-    print(f"worker {worker_id()} joins study {cfg['name']}", flush=True)
-    ctx, frame = run_search(cfg, progress=not args.quiet)
+    exp = load_experiment_args(args)
+    _check_shared(exp, "autoaug worker")
+    print(f"worker {worker_id()} joins study {exp.name}", flush=True)
+    ctx, frame = run_search(exp, progress=not args.quiet)
     mine = sum(1 for o in ctx.outcomes if o.state == "complete")
     counts = frame["state"].value_counts().to_dict() if len(frame) else {}
-    print(f"worker {worker_id()} done: {mine} trials completed here; study {cfg['name']}: {counts}")
+    print(f"worker {worker_id()} done: {mine} trials completed here; study {exp.name}: {counts}")
     return 0
 
 
@@ -120,14 +121,14 @@ def cmd_preview(args) -> int:
 def _study_args(args) -> tuple[str, str, str | None]:
     """(study, tracking URI, storage) from --experiment and/or explicit flags."""
     from .config import ConfigError
-    cfg = None
+    exp = None
     if args.experiment:
         from .config import load_experiment
-        cfg = load_experiment(args.experiment)
-    study = args.study or (cfg["name"] if cfg else None)
+        exp = load_experiment(args.experiment)
+    study = args.study or (exp.name if exp else None)
     if not study:
         raise ConfigError("name the study: --study NAME or --experiment FILE")
-    uri = args.tracking_uri or (cfg["tracking_uri"] if cfg else "sqlite:///mlflow.db")
+    uri = args.tracking_uri or (exp.tracking_uri if exp else "sqlite:///mlflow.db")
     storage = getattr(args, "storage", None)
     return study, uri, storage
 
@@ -160,16 +161,16 @@ def cmd_compare(args) -> int:
         print(frame[["trial", "baseline", "state", "val_accuracy", "duration_s", "stages", "summary"]]
               .to_string(index=False))
     if args.csv:
-        tmp = f"{args.csv}.tmp"
-        frame.to_csv(tmp, index=False)
-        os.replace(tmp, args.csv)
+        from .files import atomic_path
+        with atomic_path(args.csv) as tmp:
+            frame.to_csv(tmp, index=False)
         print(f"wrote {args.csv}")
     return 0
 
 
 def cmd_train(args) -> int:
     from . import load_policy, tracking
-    from .config import load_experiment, resolve
+    from .config import load_experiment
     from .data import load_dataset, reduced_split
     from .train import train_model
     overrides = list(args.set or [])
@@ -179,27 +180,39 @@ def cmd_train(args) -> int:
         value = getattr(args, flag)
         if value is not None:
             overrides.append(f"{key}={value}")
-    cfg = load_experiment(args.experiment, overrides)
+    exp = load_experiment(args.experiment, overrides)
     policy = load_policy(args.policy)
-    d, t = cfg["data"], cfg["training"]
-    ds = load_dataset(resolve(d["source"], cfg))
-    x_tr, y_tr, x_val, y_val = reduced_split(ds, d["n_train"], d["n_val"], seed=d["split_seed"])
-    print(f"training {cfg['model']['name']} on {len(x_tr)} images for {t['epochs']} epochs "
+    d = exp.data
+    ds = load_dataset(exp.resolve(d.source))
+    x_tr, y_tr, x_val, y_val = reduced_split(ds, d.n_train, d.n_val, seed=d.split_seed)
+    print(f"training {exp.model.name} on {len(x_tr)} images for {exp.training.epochs} epochs "
           f"with {policy.name or args.policy}; test split: {len(ds.x_test)} images")
-    result = train_model(x_tr, y_tr, x_val, y_val, policy, model=cfg["model"]["name"],
-                         num_classes=ds.num_classes, epochs=t["epochs"], batch_size=t["batch_size"],
-                         learning_rate=t["learning_rate"], weight_decay=t["weight_decay"],
-                         label_smoothing=t["label_smoothing"], seed=cfg["seed"],
-                         x_test=ds.x_test, y_test=ds.y_test, verbose=0 if args.quiet else 2)
-    params = {"model": cfg["model"]["name"], "dataset": d["source"], "n_train": len(x_tr),
-              "epochs": t["epochs"], "batch_size": t["batch_size"], "seed": cfg["seed"],
+    result = train_model(x_tr, y_tr, x_val, y_val, policy, num_classes=ds.num_classes,
+                         x_test=ds.x_test, y_test=ds.y_test, verbose=0 if args.quiet else 2,
+                         **exp.train_args())
+    params = {"model": exp.model.name, "dataset": d.source, "n_train": len(x_tr),
+              "epochs": exp.training.epochs, "batch_size": exp.training.batch_size, "seed": exp.seed,
               "policy_source": str(args.policy)}
     final = {"test_accuracy": result.test_accuracy, "val_accuracy_final": result.val_accuracy,
              "train_s": result.seconds}
-    run_id = tracking.log_training(cfg["tracking_uri"], args.mlflow_experiment, params,
+    run_id = tracking.log_training(exp.tracking_uri, args.mlflow_experiment, params,
                                    result.history, final, policy, policy.meta.get("run_id"))
     print(f"test_accuracy {result.test_accuracy:.4f}  val_accuracy {result.val_accuracy:.4f}  "
           f"({result.seconds:.0f} s); MLflow run {run_id} in experiment '{args.mlflow_experiment}'")
+    return 0
+
+
+def cmd_evaluate(args) -> int:
+    from .evaluate import evaluate, parse_seeds, resolve_policies
+    exp = load_experiment_args(args)
+    seeds = parse_seeds(args.seeds)
+    specs = [p.strip() for p in (args.policies or "").split(",") if p.strip()]
+    policies = resolve_policies(specs, exp, from_study=args.from_study)
+    csv_path = args.csv or os.path.join("runs", "evaluate", f"{exp.name}.csv")
+    result = evaluate(exp, policies, seeds, csv_path=csv_path, reference=args.reference,
+                      log=(lambda *_: None) if args.quiet else print)
+    print(result.table())
+    print(f"runs in {csv_path}; MLflow parent run {result.parent_run_id} in experiment '{exp.name}'")
     return 0
 
 
@@ -281,6 +294,19 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--set", action="append", metavar="KEY.PATH=VALUE")
     t.add_argument("--quiet", action="store_true")
     t.set_defaults(fn=cmd_train)
+
+    e = sub.add_parser("evaluate", help="train policies x seeds (paired by seed), test accuracy with 95%% intervals")
+    e.add_argument("experiment", help="experiment YAML: data, model and schedule of the full training")
+    e.add_argument("--policies", help="comma-separated built-in names, policy JSON files or runs:/ URIs")
+    e.add_argument("--from-study", action="store_true",
+                   help="also the experiment's study: its frozen winner ('searched') and its baselines")
+    e.add_argument("--seeds", default="3", help="a count (5: seeds 0-4) or a list (0,3,4); default 3")
+    e.add_argument("--reference", help="the policy gaps are measured to (default: the best baseline)")
+    e.add_argument("--csv", help="resumable CSV of finished runs (default runs/evaluate/<study>.csv)")
+    e.add_argument("--tracking-uri")
+    e.add_argument("--set", action="append", metavar="KEY.PATH=VALUE", help="override any config key")
+    e.add_argument("--quiet", action="store_true")
+    e.set_defaults(fn=cmd_evaluate)
 
     u = sub.add_parser("ui", help="start the MLflow UI for a tracking store (127.0.0.1 by default)")
     u.add_argument("--tracking-uri", default="sqlite:///mlflow.db")

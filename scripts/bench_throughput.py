@@ -277,16 +277,11 @@ def load_average() -> str:
 
 def autoaug_revision() -> str:
     """The commit autoaug was measured at, and whether autoaug/ had uncommitted edits."""
-    import subprocess
+    from autoaug.files import git_sha, has_uncommitted_edits
 
-    try:
-        rev = subprocess.run(["git", "-C", str(ROOT), "rev-parse", "--short", "HEAD"],
-                             capture_output=True, text=True, timeout=10).stdout.strip()
-        dirty = subprocess.run(["git", "-C", str(ROOT), "status", "--porcelain", "--", "autoaug"],
-                               capture_output=True, text=True, timeout=10).stdout.strip()
-    except (OSError, subprocess.SubprocessError):
-        return "unknown"
-    return (rev or "unknown") + (" + uncommitted edits in autoaug/" if dirty else "")
+    pkg = ROOT / "autoaug"
+    dirty = " + uncommitted edits in autoaug/" if has_uncommitted_edits(pkg) else ""
+    return (git_sha(pkg) or "unknown") + dirty
 
 
 def cpu_model() -> str:
@@ -328,14 +323,12 @@ def print_table(rows: list[dict]) -> None:
 
 
 def write_csv(path: str, rows: list[dict]) -> None:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    with open(tmp, "w", newline="") as f:
+    from autoaug.files import atomic_path
+
+    with atomic_path(path) as tmp, open(tmp, "w", newline="") as f:
         w = csv.DictWriter(f, fieldnames=COLUMNS)
         w.writeheader()
         w.writerows(rows)
-    os.replace(tmp, path)
 
 
 def main(argv=None) -> int:

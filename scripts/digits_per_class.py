@@ -166,9 +166,8 @@ def write_doc(text: str) -> None:
     doc = DOC.read_text() if DOC.exists() else f"# Per-class policies on MNIST digits\n\n{start}\n{end}\n"
     head, rest = doc.split(start, 1)
     tail = rest.split(end, 1)[1]
-    tmp = DOC.with_name(f".{DOC.name}.tmp")
-    tmp.write_text(f"{head}{start}\n{text}{end}{tail}")
-    os.replace(tmp, DOC)
+    from autoaug.files import atomic_write
+    atomic_write(DOC, f"{head}{start}\n{text}{end}{tail}")
 
 
 if __name__ == "__main__":

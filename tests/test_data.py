@@ -137,7 +137,7 @@ def test_folder_disk_cache_serves_a_new_process_and_notices_changes(tmp_path, di
         raise AssertionError("decoded again")
 
     with monkeypatch.context() as m:
-        m.setattr(data, "_decode", no_decode)
+        m.setattr(data.sources, "_decode", no_decode)
         again = load_dataset(str(tmp_path / "d"))
     np.testing.assert_array_equal(again.x_train, first.x_train)
     assert again.class_names == first.class_names
@@ -261,8 +261,8 @@ def test_tar_gz_is_extracted_once_atomically(tmp_path, digits, cache, monkeypatc
     assert not [f for f in cache_files(cache) if ".tmp-" in f]
 
     data.clear_cache()
-    monkeypatch.setattr(data, "_extract_tar", lambda *a: (_ for _ in ()).throw(AssertionError))
-    monkeypatch.setattr(data, "_decode", lambda *a: (_ for _ in ()).throw(AssertionError))
+    monkeypatch.setattr(data.cache, "_extract_tar", lambda *a: (_ for _ in ()).throw(AssertionError))
+    monkeypatch.setattr(data.sources, "_decode", lambda *a: (_ for _ in ()).throw(AssertionError))
     again = load_dataset(str(archive))  # neither extracted nor decoded again
     np.testing.assert_array_equal(again.x_train, ds.x_train)
 

@@ -57,7 +57,7 @@ def test_density_search_trains_models_once_and_scores_without_training(tmp_path)
     assert sorted(files) == ["fold0.weights.h5", "fold1.weights.h5", "models.json"]
     assert (frame["state"] == "complete").sum() == 4
 
-    client = MlflowClient(cfg["tracking_uri"])
+    client = MlflowClient(cfg.tracking_uri)
     (parent,), children = study_runs(client, "dm")
     assert parent.data.tags["autoaug.density_models"] == key
     assert {"density_clean_accuracy_fold0", "density_clean_accuracy_fold1"} <= set(parent.data.metrics)
@@ -75,7 +75,7 @@ def test_density_search_trains_models_once_and_scores_without_training(tmp_path)
 
     # A second worker joining the same study reuses the models: nothing is retrained.
     second = subprocess.run(
-        [sys.executable, "-m", "autoaug.cli", "worker", cfg["_path"], "--quiet", "--n-trials", "6"],
+        [sys.executable, "-m", "autoaug.cli", "worker", cfg.path, "--quiet", "--n-trials", "6"],
         cwd=tmp_path, capture_output=True, text=True, timeout=600)
     assert second.returncode == 0, second.stderr[-3000:]
     assert "training 2 fold models" not in second.stdout + second.stderr
@@ -93,11 +93,11 @@ def test_density_search_trains_models_once_and_scores_without_training(tmp_path)
 def test_merged_top_n_round_trips_and_matches_per_fold_ranking(tmp_path):
     cfg = _dm_cfg(tmp_path, "dm-top", 7, tmp_path / "cache")
     run_search(cfg, progress=False)
-    merged = best_policy("dm-top", cfg["tracking_uri"], top=2)
-    via_optuna = best_policy("dm-top", cfg["tracking_uri"], cfg["storage"], top=2)
+    merged = best_policy("dm-top", cfg.tracking_uri, top=2)
+    via_optuna = best_policy("dm-top", cfg.tracking_uri, cfg.storage, top=2)
     assert merged == via_optuna and merged.meta["merged_trials"] == via_optuna.meta["merged_trials"]
 
-    client = MlflowClient(cfg["tracking_uri"])
+    client = MlflowClient(cfg.tracking_uri)
     _, children = study_runs(client, "dm-top")
     searched = [r for r in children if not r.data.tags.get("autoaug.baseline")]
     expected_trials, expected_subs = set(), []
@@ -107,7 +107,7 @@ def test_merged_top_n_round_trips_and_matches_per_fold_ranking(tmp_path):
         for r in ranked:
             expected_trials.add(int(r.data.tags["autoaug.trial"]))
             policy = autoaug.Policy.from_json(autoaug.tracking.read_artifact_text(
-                f"runs:/{r.info.run_id}/policy.json", cfg["tracking_uri"]))
+                f"runs:/{r.info.run_id}/policy.json", cfg.tracking_uri))
             expected_subs += [sp for sp in policy.sub_policies if sp not in expected_subs]
     assert merged.meta["merged_trials"] == sorted(expected_trials)
     assert list(merged.sub_policies) == expected_subs
@@ -115,7 +115,7 @@ def test_merged_top_n_round_trips_and_matches_per_fold_ranking(tmp_path):
 
     out = tmp_path / "merged.json"
     done = subprocess.run([sys.executable, "-m", "autoaug.cli", "best", "--study", "dm-top", "--tracking-uri",
-                           cfg["tracking_uri"], "--top", "2", "--out", str(out)],
+                           cfg.tracking_uri, "--top", "2", "--out", str(out)],
                           cwd=tmp_path, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr[-2000:]
     loaded = autoaug.load_policy(str(out))
@@ -129,14 +129,14 @@ def test_per_class_search_scores_each_class_and_merges_per_class(tmp_path):
              "steps": 1, "probabilities": [1.0], "levels": [2, 8], "stages": ["policy"], "search_order": False}
     cfg = _dm_cfg(tmp_path, "pc", 5, tmp_path / "cache", baselines="[]", search_space=json.dumps(space))
     run_search(cfg, progress=False)
-    client = MlflowClient(cfg["tracking_uri"])
+    client = MlflowClient(cfg.tracking_uri)
     _, children = study_runs(client, "pc")
     for run in children:
         policy = autoaug.Policy.from_json(autoaug.tracking.read_artifact_text(
-            f"runs:/{run.info.run_id}/policy.json", cfg["tracking_uri"]))
+            f"runs:/{run.info.run_id}/policy.json", cfg.tracking_uri))
         assert policy.per_class and sorted(c for g in policy.class_policies for c in g.classes) == list(range(10))
         assert {f"class{c}_accuracy" for c in range(10)} <= set(run.data.metrics)
-    merged = best_policy("pc", cfg["tracking_uri"], cfg["storage"], top=2)
+    merged = best_policy("pc", cfg.tracking_uri, cfg.storage, top=2)
     assert merged.meta["selection"] == "per-class"
     assert [g.classes for g in merged.class_policies] == [(c,) for c in range(10)]
     for c, group in enumerate(merged.class_policies):
@@ -146,7 +146,7 @@ def test_per_class_search_scores_each_class_and_merges_per_class(tmp_path):
         allowed = set()
         for r in ranked:
             p = autoaug.Policy.from_json(autoaug.tracking.read_artifact_text(
-                f"runs:/{r.info.run_id}/policy.json", cfg["tracking_uri"]))
+                f"runs:/{r.info.run_id}/policy.json", cfg.tracking_uri))
             allowed |= {sp for g in p.class_policies if c in g.classes for sp in g.sub_policies}
         assert set(group.sub_policies) == allowed
     assert autoaug.Policy.from_json(merged.to_json()) == merged

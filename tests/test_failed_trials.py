@@ -20,7 +20,7 @@ def _search(tmp_path, name, n_trials, **extra):
                                                baselines="[none]", **extra))
     run_search(cfg, progress=False)  # returns normally: failures do not stop the study
     study = optuna.load_study(study_name=name, storage=make_storage(url))
-    return study.trials, MlflowClient(cfg["tracking_uri"])
+    return study.trials, MlflowClient(cfg.tracking_uri)
 
 
 def _assert_failed(trial, client, prefix, *words):

@@ -44,11 +44,11 @@ def test_a_policy_evaluated_by_several_trials_is_ranked_by_their_mean(tmp_path):
     assert searched["val_accuracy"].nunique() > 1  # the seeds differ, so the values do
     best, mean = _best_by_mean(frame)
     for source in ({}, {"storage": storage}):
-        policy = autoaug.search.best_policy("repeat", cfg["tracking_uri"], **source)
+        policy = autoaug.search.best_policy("repeat", cfg.tracking_uri, **source)
         assert abs(policy.meta["val_accuracy"] - mean) < 1e-9
         assert policy.meta["trial"] == best["trial"] == 0
         assert policy.meta["evaluations"] == 3 and policy.meta["trials"] == [0, 1, 2]
-    client = MlflowClient(cfg["tracking_uri"])
+    client = MlflowClient(cfg.tracking_uri)
     parent = client.get_run(policy.meta["run_id"]).data.tags["mlflow.parentRunId"]
     assert abs(client.get_run(parent).data.metrics["best_val_accuracy"] - mean) < 1e-6
 
@@ -57,7 +57,7 @@ def test_freeze_load_and_train(tmp_path, photos):
     storage = f"sqlite:///{tmp_path}/optuna.db"
     cfg = load_experiment(None, tiny_overrides(tmp_path, name="freeze-study", n_trials=5, storage=storage))
     _, frame = run_search(cfg, progress=False)
-    uri = cfg["tracking_uri"]
+    uri = cfg.tracking_uri
 
     out = tmp_path / "policy.json"
     done = _cli("best", "--study", "freeze-study", "--tracking-uri", uri, "--out", str(out), cwd=tmp_path)

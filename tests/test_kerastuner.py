@@ -56,12 +56,18 @@ class _FakeContext:
     """Records what the driver asks for instead of training; trial 3 raises."""
 
     def __init__(self, tuner, n_trials=6, epochs=9):
-        self.cfg = {"seed": 0, "n_trials": n_trials, "baselines": ["none", "standard"], "name": f"fake-{tuner}",
-                    "driver": {"tuner": tuner}, "training": {"epochs": epochs}}
+        self.exp = load_experiment(None, [f"n_trials={n_trials}", "baselines=[none, standard]",
+                                          f"name=fake-{tuner}", f"driver.tuner={tuner}", f"training.epochs={epochs}"])
         self.space = load_space(str(ROOT / "search_spaces" / "autoaugment_small.yaml"))
         self.tracker = types.SimpleNamespace(trials_frame=list)
         self.calls = []
         self.num_classes = 10
+
+    def track(self):
+        pass
+
+    def prepare_evaluation(self):
+        pass
 
     def baseline_policy(self, name):
         return name

@@ -70,7 +70,8 @@ def test_levels_to_params_matches_param_at_and_reflects_signs():
 
 
 def test_table_is_consistent():
-    assert len(ops.OP_NAMES) == len(set(ops.OP_NAMES)) == len(ops._TABLE)
+    assert len(ops.OP_NAMES) == len(set(ops.OP_NAMES)) == len(ops.TABLE)
+    assert list(ops.KERNELS) == ops.OP_NAMES  # one kernel per op, in table order
     assert all(ops.OP_NAMES[i] == n for n, i in ops.OP_INDEX.items())
     assert sorted(ops.IMAGE_OPS + ops.BATCH_OPS) == sorted(ops.OP_NAMES)
     assert ops.BATCH_OPS == ["MixUp", "CutMix"]
@@ -84,7 +85,7 @@ def test_table_is_consistent():
         ops.OPS["Rotate"].param_at(5, "paper")
     with pytest.raises(ops.OpError, match="unknown op 'Blur'.*known ops: Identity"):
         ops.get_op("Blur")
-    for spec in ops._TABLE:
+    for spec in ops.TABLE:
         assert spec.severity in ("no level", "grows with level", "both ways from level 5 (identity at 5)")
         if spec.has_level:
             assert spec.param, f"{spec.name} has a level but no named parameter"
@@ -148,7 +149,7 @@ def test_every_op_runs_in_a_graph_with_unknown_shapes_and_empty_batches(channels
 
     @tf.function(input_signature=spec_in)
     def run_all(x, p, k):
-        return [ops.OPS[n].fn(x, p, k) for n in ops.IMAGE_OPS]
+        return [ops.KERNELS[n](x, p, k) for n in ops.IMAGE_OPS]
 
     rng = np.random.default_rng(0)
     for shape in ((0, 8, 8), (3, 31, 45), (2, 2, 2), (1, 1, 5)):
@@ -162,7 +163,7 @@ def test_batch_ops_contract(tiles):
     n = len(tiles)
     labels = tf.one_hot(tf.range(n), n)
     for name in ops.BATCH_OPS:
-        out, lab = ops.OPS[name].fn(tf.constant(tiles), labels, tf.constant(1.0), tf.ones([n], tf.bool),
-                                    ops.seed_key(0))
+        out, lab = ops.KERNELS[name](tf.constant(tiles), labels, tf.constant(1.0), tf.ones([n], tf.bool),
+                                     ops.seed_key(0))
         assert out.shape == tiles.shape and out.dtype == tf.uint8
         assert lab.shape == (n, n) and lab.dtype == tf.float32

@@ -176,7 +176,7 @@ PILLOW_OPS = [n for n in TOLERANCE]
 
 
 def test_tolerance_table_covers_every_deterministic_image_op():
-    deterministic = [s.name for s in ops._TABLE if s.kind != "batch" and not s.random]
+    deterministic = [s.name for s in ops.TABLE if s.kind != "batch" and not s.random]
     assert sorted(deterministic) == sorted(TOLERANCE)
 
 
@@ -221,7 +221,7 @@ def test_signed_and_wide_parameters_match_pillow(name, ranges, levels, set_name,
         for sign in (1.0, -1.0):
             params = ops.levels_to_params(tf.fill([n], ops.OP_INDEX[name]), tf.fill([n], level),
                                           tf.fill([n], sign), table)
-            out = ops.OPS[name].fn(tf.constant(images), params, ops.seed_key(0)).numpy()
+            out = ops.KERNELS[name](tf.constant(images), params, ops.seed_key(0)).numpy()
             assert_matches(name, out, images, [float(v) for v in params.numpy()],
                            f" ({ranges}, level {level:.3g}, sign {sign:+g}) on {set_name}")
 
@@ -234,7 +234,7 @@ def test_per_image_parameters_in_one_batch(image_sets):
                          ("Solarize", [256, 200, 128, 100, 64, 1, 0, 255]),
                          ("Contrast", [0.1, 0.5, 1.0, 1.9, 0.0, 2.5, 1.3, 0.7])):
         p = tf.constant(params, tf.float32)
-        out = ops.OPS[name].fn(tf.constant(images), p, ops.seed_key(0)).numpy()
+        out = ops.KERNELS[name](tf.constant(images), p, ops.seed_key(0)).numpy()
         assert_matches(name, out, images, [float(v) for v in p.numpy()], " (per-image params)")
 
 
@@ -256,7 +256,7 @@ def test_very_wide_images_take_pillows_float_path():
     """Past +-32768 px Pillow leaves fixed point for float arithmetic; so do we."""
     a = np.random.default_rng(0).integers(0, 256, (1, 3, 33000, 1), np.uint8)
     for name, param in (("Rotate", 1.0), ("Rotate", -2.0), ("ShearX", -0.3), ("ShearY", 0.001)):
-        out = ops.OPS[name].fn(tf.constant(a), tf.constant([param], tf.float32), ops.seed_key(0)).numpy()
+        out = ops.KERNELS[name](tf.constant(a), tf.constant([param], tf.float32), ops.seed_key(0)).numpy()
         assert_matches(name, out, a, [float(np.float32(param))], " (33000 px wide)")
 
 
@@ -345,7 +345,7 @@ def test_gaussian_noise_has_the_expected_mean_and_std():
     assert np.array_equal(ops.apply_op("GaussianNoise", grey, 0, seed=4).numpy(), grey)
 
 
-RANDOM_OPS = [s.name for s in ops._TABLE if s.random and s.kind != "batch"]
+RANDOM_OPS = [s.name for s in ops.TABLE if s.random and s.kind != "batch"]
 
 
 @pytest.mark.parametrize("name", RANDOM_OPS)
@@ -393,8 +393,8 @@ def test_apply_op_errors_name_the_problem(image_sets):
 def _mix(name, images, alpha, apply, seed):
     n = len(images)
     labels = np.eye(n, dtype=np.float32)
-    out, lab = ops.OPS[name].fn(tf.constant(images), tf.constant(labels), tf.constant(alpha, tf.float32),
-                                tf.constant(apply), ops.seed_key(seed))
+    out, lab = ops.KERNELS[name](tf.constant(images), tf.constant(labels), tf.constant(alpha, tf.float32),
+                                 tf.constant(apply), ops.seed_key(seed))
     return out.numpy(), lab.numpy()
 
 

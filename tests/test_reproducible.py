@@ -21,7 +21,7 @@ def _search(folder):
                                                storage=url, seed=11, **{"training.epochs": 1}))
     run_search(cfg, progress=False)
     study = optuna.load_study(study_name="repro", storage=make_storage(url))
-    return study.trials, MlflowClient(cfg["tracking_uri"])
+    return study.trials, MlflowClient(cfg.tracking_uri)
 
 
 def test_same_seed_same_trials_and_pixels(tmp_path, digits):

@@ -88,7 +88,7 @@ def test_a_resumed_study_does_not_repeat_the_draws_of_its_first_run(tmp_path):
     from autoaug.search.optuna_driver import OptunaSuggest, open_study
     cfg = load_experiment(None, tiny_overrides(tmp_path, storage=f"journal:{tmp_path}/s.journal",
                                                **{"driver.n_startup_trials": 10}))
-    space = load_space(cfg["search_space"])
+    space = load_space(cfg.search_space)
 
     def draw(study, n):
         out = []

@@ -3,7 +3,7 @@ from pathlib import Path
 
 import pytest
 
-from autoaug.config import ConfigError, load_experiment, resolve
+from autoaug.config import ConfigError, load_experiment
 from autoaug.search import load_space
 from autoaug.search.space import space_from_dict
 
@@ -84,8 +84,8 @@ ROOT = Path(__file__).resolve().parents[1]
 @pytest.mark.parametrize("path", sorted((ROOT / "experiments").glob("*.yaml")), ids=lambda p: p.name)
 def test_shipped_experiments_and_their_spaces_load(path):
     cfg = load_experiment(str(path))
-    space = load_space(resolve(cfg["search_space"], cfg))
-    assert space.digest() and cfg["n_trials"] > len(cfg["baselines"])
+    space = load_space(cfg.space_source)
+    assert space.digest() and cfg.n_trials > len(cfg.baselines)
 
 
 @pytest.mark.parametrize("path", sorted((ROOT / "search_spaces").glob("*.yaml")), ids=lambda p: p.name)

@@ -26,11 +26,11 @@ def ui(tmp_path):
     run_search(cfg, progress=False)
     port = free_port()
     log = open(tmp_path / "ui.log", "w")
-    proc = subprocess.Popen([sys.executable, "-m", "autoaug.cli", "ui", "--tracking-uri", cfg["tracking_uri"],
+    proc = subprocess.Popen([sys.executable, "-m", "autoaug.cli", "ui", "--tracking-uri", cfg.tracking_uri,
                              "--port", str(port)], stdout=log, stderr=subprocess.STDOUT)
     try:
         wait_http(f"http://127.0.0.1:{port}/health", proc=proc)
-        yield f"http://127.0.0.1:{port}", MlflowClient(cfg["tracking_uri"])
+        yield f"http://127.0.0.1:{port}", MlflowClient(cfg.tracking_uri)
     finally:
         proc.terminate()
         proc.wait(20)

@@ -16,6 +16,7 @@ a resumed study on a new machine) download them instead of training.
 """
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import fcntl
 import hashlib
@@ -27,7 +28,10 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from ..config import Experiment
 from ..data import cache_root
+from ..data.splits import fold_indices
+from ..files import atomic_path, atomic_write
 from ..policy import Policy, builtin
 
 CACHE_FORMAT = 1
@@ -44,25 +48,13 @@ class DensityScore:
     seconds: float = 0.0
 
 
-def fold_indices(y: np.ndarray, folds: int, seed: int) -> list[np.ndarray]:
-    """K disjoint, stratified index sets covering y (each class spread evenly over the folds)."""
-    rng = np.random.default_rng(seed)
-    assign = np.empty(len(y), np.int64)
-    offset = 0
-    for c in np.unique(y):
-        idx = rng.permutation(np.flatnonzero(y == c))
-        assign[idx] = (np.arange(len(idx)) + offset) % folds
-        offset += len(idx)  # the next class starts where this one stopped: balanced fold sizes
-    return [np.flatnonzero(assign == k) for k in range(folds)]
-
-
-def models_spec(cfg: dict, num_classes: int) -> dict:
+def models_spec(exp: Experiment, num_classes: int) -> dict:
     """Everything the K models depend on; its hash names the cache folder."""
-    d, den = cfg["data"], cfg["density"]
-    return {"format": CACHE_FORMAT, "source": d["source"], "n_train": d["n_train"], "n_val": d["n_val"],
-            "split_seed": d["split_seed"], "model": cfg["model"]["name"], "training": cfg["training"],
-            "folds": den["folds"], "train_policy": builtin(den["train_policy"]).digest(),
-            "seed": cfg["seed"], "num_classes": num_classes}
+    d, den = exp.data, exp.density
+    return {"format": CACHE_FORMAT, "source": d.source, "n_train": d.n_train, "n_val": d.n_val,
+            "split_seed": d.split_seed, "model": exp.model.name, "training": dataclasses.asdict(exp.training),
+            "folds": den.folds, "train_policy": builtin(den.train_policy).digest(),
+            "seed": exp.seed, "num_classes": num_classes}
 
 
 def models_key(spec: dict) -> str:
@@ -72,18 +64,18 @@ def models_key(spec: dict) -> str:
 class DensityEvaluator:
     """K trained models and their held-out folds; ``score(policy)`` evaluates a policy."""
 
-    def __init__(self, cfg: dict, arrays: tuple, num_classes: int):
-        self.cfg, self.num_classes = cfg, num_classes
-        den = cfg["density"]
-        self.copies, self.seed = den["copies"], cfg["seed"]
+    def __init__(self, exp: Experiment, arrays: tuple, num_classes: int):
+        self.exp, self.num_classes = exp, num_classes
+        den = exp.density
+        self.copies, self.seed = den.copies, exp.seed
         x_tr, y_tr = arrays[0], arrays[1]
-        held_out = fold_indices(y_tr, den["folds"], cfg["data"]["split_seed"])
+        held_out = fold_indices(y_tr, den.folds, exp.data.split_seed)
         self.folds = [(x_tr[i], y_tr[i]) for i in held_out]
         self.fit_sets = [np.setdiff1d(np.arange(len(y_tr)), i) for i in held_out]
         self.arrays = (x_tr, y_tr)
-        self.spec = json.loads(json.dumps(models_spec(cfg, num_classes), default=str))  # as stored
+        self.spec = json.loads(json.dumps(models_spec(exp, num_classes), default=str))  # as stored
         self.key = models_key(self.spec)
-        root = den["cache_dir"] or os.path.join(cache_root(), "density")
+        root = den.cache_dir or os.path.join(cache_root(), "density")
         self.dir = os.path.join(root, self.key)
         self.models: list = []
         self.trained_here = False  # whether this process trained the models (else: reused)
@@ -100,8 +92,8 @@ class DensityEvaluator:
                     tracker.download_dir(f"{ARTIFACT_DIR}/{self.key}", self.dir)
                 if not self._complete():
                     log(f"density matching: training {len(self.folds)} fold models once "
-                        f"({self.cfg['model']['name']}, {self.cfg['training']['epochs']} epochs, "
-                        f"policy {self.cfg['density']['train_policy']}) into {self.dir}")
+                        f"({self.exp.model.name}, {self.exp.training.epochs} epochs, "
+                        f"policy {self.exp.density.train_policy}) into {self.dir}")
                     self._train()
                     self.trained_here = True
                     if tracker is not None:
@@ -129,31 +121,26 @@ class DensityEvaluator:
 
     def _train(self) -> None:
         from ..train import train_model
-        cfg, t = self.cfg, self.cfg["training"]
+        exp = self.exp
         os.makedirs(self.dir, exist_ok=True)
         x_tr, y_tr = self.arrays
-        policy = builtin(cfg["density"]["train_policy"])
+        policy = builtin(exp.density.train_policy)
         folds = []
         for k, ((x_held, y_held), fit) in enumerate(zip(self.folds, self.fit_sets)):
             start = time.perf_counter()
             result, net = train_model(
-                x_tr[fit], y_tr[fit], x_held, y_held, policy, model=cfg["model"]["name"],
-                num_classes=self.num_classes, epochs=t["epochs"], batch_size=t["batch_size"],
-                learning_rate=t["learning_rate"], weight_decay=t["weight_decay"],
-                label_smoothing=t["label_smoothing"], seed=cfg["seed"] + k, return_model=True)
-            tmp = os.path.join(self.dir, f".fold{k}.tmp{os.getpid()}.weights.h5")
-            net.save_weights(tmp)
-            os.replace(tmp, self._weights(k))
+                x_tr[fit], y_tr[fit], x_held, y_held, policy, num_classes=self.num_classes,
+                return_model=True, **exp.train_args(seed=exp.seed + k))
+            with atomic_path(self._weights(k)) as tmp:
+                net.save_weights(tmp)
             folds.append({"fold": k, "n_fit": int(len(fit)), "n_held_out": int(len(y_held)),
                           "clean_accuracy": float(result.val_accuracy),
                           "train_s": round(time.perf_counter() - start, 1)})
         info = {"key": self.key, "spec": self.spec, "folds": folds,
                 "trained_by": f"{socket.gethostname()}:{os.getpid()}",
                 "trained_at": dt.datetime.now().isoformat(timespec="seconds")}
-        tmp = os.path.join(self.dir, f".models.json.tmp{os.getpid()}")
-        with open(tmp, "w") as f:
-            json.dump(info, f, indent=1)
-        os.replace(tmp, os.path.join(self.dir, "models.json"))  # last: its presence = complete
+        # last: its presence = complete
+        atomic_write(os.path.join(self.dir, "models.json"), json.dumps(info, indent=1))
 
     def _load(self) -> None:
         from ..models import build_model
@@ -162,7 +149,7 @@ class DensityEvaluator:
         shape = self.arrays[0].shape[1:]
         self.models = []
         for k in range(len(self.folds)):
-            net = build_model(self.cfg["model"]["name"], shape, self.num_classes)
+            net = build_model(self.exp.model.name, shape, self.num_classes)
             net.load_weights(self._weights(k))
             self.models.append(net)
 

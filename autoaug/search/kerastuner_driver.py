@@ -13,6 +13,7 @@ import os
 
 import keras_tuner as kt
 
+from ..config import Experiment
 from .study import StudyContext, failure_reason
 
 OBJECTIVE = kt.Objective("val_accuracy", direction="max")
@@ -45,14 +46,14 @@ def declare_space(ctx: StudyContext) -> kt.HyperParameters:
     return hp
 
 
-def make_oracle(cfg: dict, hp: kt.HyperParameters, max_trials: int) -> kt.Oracle:
+def make_oracle(exp: Experiment, hp: kt.HyperParameters, max_trials: int) -> kt.Oracle:
     # KerasTuner takes seed 0 as "no seed" (and some oracles need a non-negative one).
-    common = dict(objective=OBJECTIVE, hyperparameters=hp, seed=cfg["seed"] % (2**31 - 1) + 1,
+    common = dict(objective=OBJECTIVE, hyperparameters=hp, seed=exp.seed % (2**31 - 1) + 1,
                   # failures never stop the search (as with Optuna's catch=Exception)
                   max_consecutive_failed_trials=max_trials + 1)
-    name = cfg["driver"]["tuner"]
+    name = exp.driver.tuner
     if name == "hyperband":
-        oracle = kt.oracles.HyperbandOracle(max_epochs=cfg["training"]["epochs"], factor=3,
+        oracle = kt.oracles.HyperbandOracle(max_epochs=exp.training.epochs, factor=3,
                                             hyperband_iterations=None, **common)
         oracle.max_trials = max_trials  # brackets repeat until the trial budget is spent
         return oracle
@@ -83,7 +84,7 @@ def run_baselines(ctx: StudyContext) -> None:
     """Baselines as trials 0..B-1 of the same parent run (once, even when resumed)."""
     frame = ctx.tracker.trials_frame()
     done = set(frame["baseline"]) if len(frame) else set()
-    for number, name in enumerate(ctx.cfg["baselines"]):
+    for number, name in enumerate(ctx.exp.baselines):
         if name in done:
             continue
         try:
@@ -92,14 +93,18 @@ def run_baselines(ctx: StudyContext) -> None:
             pass
 
 
-def run(ctx: StudyContext, progress: bool = True) -> None:
-    cfg = ctx.cfg
+def run(ctx: StudyContext, progress: bool = True) -> tuple[dict, bool]:
+    """The study's one worker: parent run, baselines, then the oracle's trials.
+    Returns (figures for the parent run: none, the study is complete: always)."""
+    exp = ctx.exp
+    ctx.track()
+    ctx.prepare_evaluation()
     run_baselines(ctx)
-    n_baselines = len(cfg["baselines"])
-    max_trials = cfg["n_trials"] - n_baselines
-    if max_trials <= 0:
-        return
-    tuner = PolicyTuner(ctx, n_baselines, oracle=make_oracle(cfg, declare_space(ctx), max_trials),
-                        directory=os.path.join("runs", "kerastuner"), project_name=cfg["name"],
-                        overwrite=False)
-    tuner.search(verbose=1 if progress else 0)
+    n_baselines = len(exp.baselines)
+    max_trials = exp.n_trials - n_baselines
+    if max_trials > 0:
+        tuner = PolicyTuner(ctx, n_baselines, oracle=make_oracle(exp, declare_space(ctx), max_trials),
+                            directory=os.path.join("runs", "kerastuner"), project_name=exp.name,
+                            overwrite=False)
+        tuner.search(verbose=1 if progress else 0)
+    return {}, True

@@ -17,6 +17,7 @@ is then closed as failed ("worker killed").
 from __future__ import annotations
 
 import copy
+import math
 import os
 import socket
 import time
@@ -26,9 +27,9 @@ import zlib
 import optuna
 from optuna.trial import TrialState
 
-from ..config import ConfigError
+from ..config import ConfigError, DriverConfig, Experiment
 from ..policy import Policy
-from ..tracking import redact
+from ..tracking import TrialRecord, redact
 from .study import StudyContext, failure_reason
 
 PARENT_ATTR = "mlflow_parent_run_id"
@@ -70,30 +71,30 @@ class OptunaSuggest:
         return self.trial.suggest_float(name, low, high)
 
 
-def make_sampler(driver: dict, seed: int) -> optuna.samplers.BaseSampler:
-    name = driver["sampler"]
+def make_sampler(driver: DriverConfig, seed: int) -> optuna.samplers.BaseSampler:
+    name = driver.sampler
     if name == "random":
         return optuna.samplers.RandomSampler(seed=seed)
     if name == "cmaes":
         # CMA-ES models the numeric parameters; categorical ones fall back to random sampling.
-        return optuna.samplers.CmaEsSampler(seed=seed, n_startup_trials=driver["n_startup_trials"],
+        return optuna.samplers.CmaEsSampler(seed=seed, n_startup_trials=driver.n_startup_trials,
                                             independent_sampler=optuna.samplers.RandomSampler(seed=seed),
                                             warn_independent_sampling=False)
     # Optuna 5 changed TPE's defaults; every setting that matters here is explicit.
     return optuna.samplers.TPESampler(
-        seed=seed, n_startup_trials=driver["n_startup_trials"], n_ei_candidates=24,
+        seed=seed, n_startup_trials=driver.n_startup_trials, n_ei_candidates=24,
         multivariate=True, group=False, constant_liar=True)
 
 
-def make_pruner(driver: dict, steps: int, warmup: int) -> optuna.pruners.BasePruner:
+def make_pruner(driver: DriverConfig, steps: int, warmup: int) -> optuna.pruners.BasePruner:
     """Steps are epochs (proxy training) or folds (density matching)."""
-    name = driver["pruner"]
+    name = driver.pruner
     if name == "median":
         return optuna.pruners.MedianPruner(n_startup_trials=3, n_warmup_steps=warmup, interval_steps=1)
     if name == "hyperband":
         return optuna.pruners.HyperbandPruner(min_resource=1, max_resource=steps, reduction_factor=3)
     if name == "threshold":  # stop any trial whose validation accuracy is below prune_below
-        return optuna.pruners.ThresholdPruner(lower=float(driver["prune_below"]), n_warmup_steps=0)
+        return optuna.pruners.ThresholdPruner(lower=float(driver.prune_below), n_warmup_steps=0)
     return optuna.pruners.NopPruner()
 
 
@@ -142,27 +143,27 @@ def _retry(study: optuna.Study, trial) -> None:
     optuna.storages.RetryHeartbeatStaleTrialCallback(max_retry=1)(study, trial)
 
 
-def open_study(cfg: dict) -> tuple[optuna.Study, bool]:
+def open_study(exp: Experiment) -> tuple[optuna.Study, bool]:
     """(study, True if this call created it). Exactly one of several racing workers creates it."""
-    driver = cfg["driver"]
-    if cfg["evaluation"] == "density-matching":  # a step is a fold: judge from the first one
-        steps, warmup = cfg["density"]["folds"], 1
+    driver = exp.driver
+    if exp.evaluation == "density-matching":  # a step is a fold: judge from the first one
+        steps, warmup = exp.density.folds, 1
     else:  # the first epoch is too noisy to judge a policy by: from epoch 2 (or a third in)
-        steps = cfg["training"]["epochs"]
+        steps = exp.training.epochs
         warmup = max(2, steps // 3)
-    kwargs = dict(study_name=cfg["name"], storage=make_storage(cfg["storage"], driver["heartbeat_s"]),
-                  direction="maximize", sampler=make_sampler(driver, cfg["seed"]),
+    kwargs = dict(study_name=exp.name, storage=make_storage(exp.storage, driver.heartbeat_s),
+                  direction="maximize", sampler=make_sampler(driver, exp.seed),
                   pruner=make_pruner(driver, steps, warmup))
     try:
         return optuna.create_study(**kwargs), True
     except optuna.exceptions.DuplicatedStudyError:
         # Joining: a seed of this worker's own, or every worker would propose the same policies.
-        seed = (cfg["seed"] + zlib.crc32(worker_id().encode())) % 2**31
+        seed = (exp.seed + zlib.crc32(worker_id().encode())) % 2**31
         kwargs["sampler"] = make_sampler(driver, seed)
         return optuna.create_study(load_if_exists=True, **kwargs), False
 
 
-def enqueue_baselines(study: optuna.Study, names: list[str]) -> None:
+def enqueue_baselines(study: optuna.Study, names: tuple[str, ...]) -> None:
     """Baselines run first, as ordinary trials of the study (once, even when resumed)."""
     present = {t.user_attrs.get("baseline") for t in study.get_trials(deepcopy=False)}
     for name in names:
@@ -178,7 +179,7 @@ def attach_tracking(ctx: StudyContext, study: optuna.Study, created: bool) -> No
         except BaseException:  # e.g. an unreachable tracking server: leave no half-made study
             optuna.delete_study(study_name=study.study_name, storage=study._storage)
             raise
-        enqueue_baselines(study, ctx.cfg["baselines"])  # before the others may start trials
+        enqueue_baselines(study, ctx.exp.baselines)  # before the others may start trials
         study.set_user_attr(PARENT_ATTR, parent_id)
         return
     deadline = time.monotonic() + PARENT_WAIT_S
@@ -187,7 +188,7 @@ def attach_tracking(ctx: StudyContext, study: optuna.Study, created: bool) -> No
     parent_id = study.user_attrs.get(PARENT_ATTR)
     ctx.track(parent_id)
     if not parent_id:  # a study from before parent ids were recorded, or its creator died
-        enqueue_baselines(study, ctx.cfg["baselines"])
+        enqueue_baselines(study, ctx.exp.baselines)
         study.set_user_attr(PARENT_ATTR, ctx.tracker.parent_id)
 
 
@@ -252,29 +253,27 @@ class SurplusTrial(Exception):
     """Parallel workers started more trials than the study needs; this one is not run."""
 
 
-class _StopAtTarget:
-    """After each trial: close orphaned MLflow runs; stop this worker once the study has its
-    target of trials complete, pruned or running (in other workers)."""
+class _CloseOrphanRuns:
+    """After each trial: close the MLflow runs of trials that killed workers left behind."""
 
-    def __init__(self, ctx: StudyContext, target: int):
-        self.ctx, self.target = ctx, target
+    def __init__(self, ctx: StudyContext):
+        self.ctx = ctx
 
     def __call__(self, study: optuna.Study, trial) -> None:
         close_orphan_runs(self.ctx, study)
-        if claimed(study) >= self.target:
-            study.stop()
 
 
-def run(ctx: StudyContext, progress: bool = True) -> optuna.Study:
-    """One worker: open (or create) the study, then run trials until it has `n_trials`."""
-    cfg = ctx.cfg
-    kind = storage_kind(cfg["storage"])
-    study, created = open_study(cfg)
+def run(ctx: StudyContext, progress: bool = True) -> tuple[dict, bool]:
+    """One worker: open (or create) the study, then run trials until it has `n_trials`
+    complete, pruned or running. Returns (figures for the parent run, whether no other
+    worker still runs a trial)."""
+    exp = ctx.exp
+    study, created = open_study(exp)
     attach_tracking(ctx, study, created)
     ctx.prepare_evaluation()
-    recover_killed_trials(study, kind)
+    recover_killed_trials(study, storage_kind(exp.storage))
     close_orphan_runs(ctx, study)
-    target = cfg["n_trials"]
+    target = exp.n_trials
 
     def objective(trial: optuna.Trial) -> float:
         trial.set_user_attr(WORKER_ATTR, worker_id())
@@ -302,20 +301,17 @@ def run(ctx: StudyContext, progress: bool = True) -> optuna.Study:
             trial.set_user_attr("fail_reason", failure_reason(e))
             raise
         for name, values in outcome.scores.items():  # per fold / per class: for `best --top N`
-            trial.set_user_attr(name, [v if v == v else None for v in values])
+            trial.set_user_attr(name, [None if math.isnan(v) else v for v in values])
         return outcome.value
 
     remaining = target - claimed(study)  # failed trials count as tried: run again to top up
     if remaining > 0:
+        # Stop once the study has its target in every worker's trials, not only this one's.
         study.optimize(objective, n_trials=remaining, catch=(Exception,),
-                       callbacks=[_StopAtTarget(ctx, target)],
+                       callbacks=[_CloseOrphanRuns(ctx), optuna.study.MaxTrialsCallback(target, states=ALIVE)],
                        show_progress_bar=progress, gc_after_trial=True)
-    return study
-
-
-def running(study: optuna.Study) -> bool:
-    """Whether other workers still run trials of the study."""
-    return bool(study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)))
+    still_running = bool(study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)))
+    return figures(study), not still_running
 
 
 def figures(study: optuna.Study) -> dict:
@@ -338,11 +334,18 @@ def figures(study: optuna.Study) -> dict:
     return out
 
 
-def complete_trials(study_name: str, storage: str) -> list:
-    """The complete trials of a stored study (for `autoaug best`)."""
-    from ..config import ConfigError
+def complete_trials(study_name: str, storage: str):
+    """(records of a stored study's complete trials, a function that gives a record's policy),
+    for `autoaug best` reading Optuna instead of MLflow."""
     try:
         study = optuna.load_study(study_name=study_name, storage=make_storage(storage))
     except KeyError:
         raise ConfigError(f"no study {study_name!r} in Optuna storage") from None
-    return study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+    trials = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+    policies = {t.number: t.user_attrs["policy"] for t in trials}
+    records = [TrialRecord(number=t.number, state="complete", value=t.value,
+                           run_id=t.user_attrs.get("mlflow_run_id"), policy_hash=t.user_attrs.get("policy_hash", ""),
+                           baseline=t.user_attrs.get("baseline", ""),
+                           folds=tuple(t.user_attrs.get("fold_accuracy", ())),
+                           classes=tuple(t.user_attrs.get("class_accuracy", ()))) for t in trials]
+    return records, lambda record: Policy.from_dict(policies[record.number])

@@ -24,13 +24,13 @@ import json
 from dataclasses import dataclass
 from typing import Protocol
 
-from .. import ops
+from .. import opspec
 from ..config import ConfigError, read_yaml
 from ..policy import POLICY_STAGE, STAGES, ClassPolicy, Policy, Step
 
 KINDS = ("autoaugment", "randaugment", "trivialaugment")
-_OP_SETS = {"autoaugment": ops.AUTOAUGMENT_OPS, "randaugment": ops.RANDAUGMENT_OPS,
-            "all": ops.IMAGE_OPS}
+_OP_SETS = {"autoaugment": opspec.AUTOAUGMENT_OPS, "randaugment": opspec.RANDAUGMENT_OPS,
+            "all": opspec.IMAGE_OPS}
 
 
 class Suggest(Protocol):
@@ -152,7 +152,7 @@ def space_from_dict(d: dict, name: str = "") -> SearchSpace:
     if not isinstance(op_list, list) or not op_list:
         raise ConfigError("'ops' must be an op-set name or a non-empty list of ops")
     for op in op_list:
-        if op not in ops.IMAGE_OPS:
+        if op not in opspec.IMAGE_OPS:
             raise ConfigError(f"'ops' holds unknown or batch-only op {op!r}")
     stages = d.get("stages", [POLICY_STAGE, "flip", "crop"])
     if not isinstance(stages, list) or POLICY_STAGE not in stages or len(set(stages)) != len(stages):
@@ -179,7 +179,7 @@ def space_from_dict(d: dict, name: str = "") -> SearchSpace:
         raise ConfigError("'optional_stages' must list stages of 'stages' other than 'policy'")
     magnitudes = d.get("stage_magnitudes", [])
     if not isinstance(magnitudes, list) or any(
-            st not in stages or st == POLICY_STAGE or not ops.OPS[STAGES[st].op].has_level
+            st not in stages or st == POLICY_STAGE or not opspec.OPS[STAGES[st].op].has_level
             for st in magnitudes):
         raise ConfigError("'stage_magnitudes' must list stages of 'stages' that have a level "
                           "(crop, cutout)")
@@ -194,7 +194,7 @@ def space_from_dict(d: dict, name: str = "") -> SearchSpace:
         stage_magnitudes=tuple(magnitudes), name=d.get("name", name) or name,
         probabilities=_number_list(d.get("probabilities", list(SearchSpace.probabilities)),
                                    "probabilities", 0.0, 1.0),
-        levels=_number_list(d.get("levels", list(SearchSpace.levels)), "levels", 0, ops.MAX_LEVEL),
+        levels=_number_list(d.get("levels", list(SearchSpace.levels)), "levels", 0, opspec.MAX_LEVEL),
         **ints)
 
 

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from typing import Callable
 
 from .. import tracking
-from ..config import resolve
+from ..config import Experiment
 from ..data import load_dataset, reduced_split
 from ..policy import Policy, builtin
 from .space import SearchSpace, load_space
@@ -39,7 +39,7 @@ class TrialOutcome:
 
 @dataclass
 class StudyContext:
-    cfg: dict
+    exp: Experiment
     space: SearchSpace
     tracker: tracking.Tracker | None = None  # set by `track`, once the Optuna storage is open
     arrays: tuple = ()
@@ -48,32 +48,28 @@ class StudyContext:
     evaluator: object | None = None  # a DensityEvaluator under `evaluation: density-matching`
 
     @classmethod
-    def create(cls, cfg: dict) -> "StudyContext":
+    def create(cls, exp: Experiment) -> "StudyContext":
         """Check the space, the baselines, the data and the tracking URI; write nothing yet."""
-        tracking.check_uri(cfg["tracking_uri"])
-        space = load_space(resolve(cfg["search_space"], cfg) if isinstance(cfg["search_space"], str)
-                           else cfg["search_space"])
-        cfg["_space_hash"] = space.digest()
-        for name in cfg["baselines"] + [cfg["density"]["train_policy"]]:
+        tracking.check_uri(exp.tracking_uri)
+        space = load_space(exp.space_source)
+        for name in exp.baselines + (exp.density.train_policy,):
             builtin(name)  # a bad policy name fails now, before anything is written
-        d = cfg["data"]
-        source = resolve(d["source"], cfg)
-        ds = load_dataset(source)
-        arrays = reduced_split(ds, d["n_train"], d["n_val"], seed=d["split_seed"])
-        return cls(cfg, space, None, arrays, ds.num_classes)
+        ds = load_dataset(exp.resolve(exp.data.source))
+        arrays = reduced_split(ds, exp.data.n_train, exp.data.n_val, seed=exp.data.split_seed)
+        return cls(exp, space, None, arrays, ds.num_classes)
 
     def track(self, parent_id: str | None = None, new: bool = False) -> str:
         """Open the MLflow store and adopt (or create) the study's parent run; its id."""
-        cfg = self.cfg
-        self.tracker = tracking.Tracker(cfg["tracking_uri"], cfg["name"])
-        return self.tracker.start_study(cfg["name"], cfg, self.space.to_dict(), cfg["storage"],
-                                        parent_id=parent_id, new=new)
+        exp = self.exp
+        self.tracker = tracking.Tracker(exp.tracking_uri, exp.name)
+        return self.tracker.start_study(exp.name, exp.to_dict(), self.space.to_dict(), self.space.digest(),
+                                        exp.storage, parent_id=parent_id, new=new)
 
     def prepare_evaluation(self, log=print) -> None:
         """Density matching: load (or train once, or fetch from the parent run) the K models."""
-        if self.cfg["evaluation"] == "density-matching" and self.evaluator is None:
+        if self.exp.evaluation == "density-matching" and self.evaluator is None:
             from .density import DensityEvaluator
-            self.evaluator = DensityEvaluator(self.cfg, self.arrays, self.num_classes).prepare(self.tracker, log)
+            self.evaluator = DensityEvaluator(self.exp, self.arrays, self.num_classes).prepare(self.tracker, log)
 
     def baseline_policy(self, name: str) -> Policy:
         return builtin(name)
@@ -94,7 +90,7 @@ class StudyContext:
         from ..pipeline import augmented_samples
         from ..train import train_model
 
-        cfg, t = self.cfg, self.cfg["training"]
+        exp = self.exp
         x_tr, y_tr, x_val, y_val = self.arrays
         tags = {"autoaug.baseline": baseline} if baseline else {}
         run_id = self.tracker.start_trial(number, policy, driver_params, tags)
@@ -108,8 +104,8 @@ class StudyContext:
                 report(epoch, metrics["val_accuracy"])
 
         try:
-            samples = augmented_samples(x_tr, policy, n=cfg["preview_samples"], copies=4,
-                                        seed=cfg["seed"], y=y_tr)
+            samples = augmented_samples(x_tr, policy, n=exp.preview_samples, copies=4,
+                                        seed=exp.seed, y=y_tr)
             self.tracker.log_image(run_id, grid_image(samples), "samples.png")
             if self.evaluator is not None:
                 score = self.evaluator.score(policy, on_fold=on_epoch)
@@ -120,11 +116,8 @@ class StudyContext:
                          **{f"class{c}_accuracy": v for c, v in enumerate(score.class_accuracy)
                             if math.isfinite(v)}}
             else:
-                result = train_model(x_tr, y_tr, x_val, y_val, policy, model=cfg["model"]["name"],
-                                     num_classes=self.num_classes, epochs=epochs or t["epochs"],
-                                     batch_size=t["batch_size"], learning_rate=t["learning_rate"],
-                                     weight_decay=t["weight_decay"], label_smoothing=t["label_smoothing"],
-                                     seed=cfg["seed"] + number, on_epoch=on_epoch)
+                result = train_model(x_tr, y_tr, x_val, y_val, policy, num_classes=self.num_classes,
+                                     on_epoch=on_epoch, **exp.train_args(seed=exp.seed + number, epochs=epochs))
                 scores = {}
                 final = {"val_accuracy_final": result.val_accuracy,
                          "best_val_accuracy": result.best_val_accuracy, "train_s": result.seconds,

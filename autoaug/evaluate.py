@@ -1,0 +1,290 @@
+"""`autoaug evaluate`: policies x seeds in full training, paired by seed, with 95% intervals.
+
+Every policy is trained with the experiment's full training on its train split and scored
+on the test split, once per seed. Seed s gives every policy the same initial weights and the
+same data order (``train_model`` seeds Keras and the shuffle from it), so for a seed two
+policies differ by their augmentation only: the per-seed differences carry the verdict, and
+their Student-t interval says how sure it is. Each finished run is appended to a CSV at once;
+an evaluation started again skips the (policy, seed) pairs that the CSV already holds for the
+same setting (data, split, model, schedule), so a killed one resumes where it stopped.
+"""
+from __future__ import annotations
+
+import csv
+import hashlib
+import json
+import math
+import os
+import statistics
+import time
+from dataclasses import dataclass, field
+
+from .config import ConfigError, Experiment
+from .policy import Policy
+
+CSV_COLUMNS = ["policy", "seed", "test_accuracy", "val_accuracy", "train_s", "policy_hash", "setting",
+               "run_id", "finished_at"]
+
+
+@dataclass(frozen=True)
+class PairedGap:
+    """Per-seed differences `policy - reference`, in accuracy points (percent)."""
+    n: int
+    mean: float
+    sd: float
+    low: float  # 95% Student-t interval of the mean difference
+    high: float
+    sd_unpaired: float  # sd of the differences between runs of different seeds (no pairing)
+
+    @property
+    def verdict(self) -> str:
+        if self.n < 2:
+            return "one seed: no interval"
+        return "better" if self.low > 0 else "worse" if self.high < 0 else "not distinguishable"
+
+
+@dataclass(frozen=True)
+class PolicySummary:
+    policy: str
+    n: int
+    mean: float  # test accuracy, percent
+    std: float
+    gap: PairedGap | None  # against the reference; None for the reference itself
+
+
+@dataclass
+class Evaluation:
+    """The runs of an evaluation and their paired summary against `reference`."""
+    runs: list[dict]
+    reference: str
+    summaries: list[PolicySummary] = field(default_factory=list)
+    parent_run_id: str | None = None
+
+    def summary(self, policy: str) -> PolicySummary:
+        return next(s for s in self.summaries if s.policy == policy)
+
+    def table(self) -> str:
+        """A fixed-width table: per policy n, mean, std and the paired gap with its interval."""
+        head = f"{'policy':<44} {'n':>2} {'test %':>7} {'std':>5}   paired gap to {self.reference} [95% CI]"
+        lines = [head, "-" * len(head)]
+        for s in self.summaries:
+            g = s.gap
+            gap = ("(reference)" if g is None else
+                   f"{g.mean:+.2f} [{g.low:+.2f}, {g.high:+.2f}] {g.verdict}" if g.n >= 2 else
+                   f"{g.mean:+.2f} ({g.verdict})")
+            lines.append(f"{s.policy[:44]:<44} {s.n:>2} {s.mean:>7.2f} {s.std:>5.2f}   {gap}")
+        shrink = self.pairing_shrink()
+        if shrink is not None:
+            lines.append(f"pairing by seed: sd of the differences {shrink[0]:.2f} points paired, "
+                         f"{shrink[1]:.2f} unpaired ({shrink[1] / max(shrink[0], 1e-9):.1f}x narrower intervals)")
+        return "\n".join(lines)
+
+    def pairing_shrink(self) -> tuple[float, float] | None:
+        """(mean paired sd, mean unpaired sd) of the differences over every compared policy."""
+        gaps = [s.gap for s in self.summaries if s.gap is not None and s.gap.n >= 2
+                and not math.isnan(s.gap.sd_unpaired)]
+        if not gaps:
+            return None
+        return statistics.fmean(g.sd for g in gaps), statistics.fmean(g.sd_unpaired for g in gaps)
+
+
+def parse_seeds(text: str | int | list) -> list[int]:
+    """``5`` -> seeds 0..4; ``"0,3,4"`` -> those seeds."""
+    if isinstance(text, (list, tuple)):
+        seeds = [int(s) for s in text]
+    else:
+        text = str(text).strip()
+        try:
+            seeds = list(range(int(text))) if "," not in text else [int(s) for s in text.split(",") if s.strip()]
+        except ValueError:
+            raise ConfigError(f"--seeds expects a count (5) or a list (0,3,4), got {text!r}") from None
+    if not seeds or any(s < 0 for s in seeds) or len(set(seeds)) != len(seeds):
+        raise ConfigError(f"--seeds needs distinct non-negative seeds, got {text!r}")
+    return seeds
+
+
+def paired_gap(policy: dict, reference: dict) -> PairedGap:
+    """The gap of `policy` to `reference` ({seed: accuracy in percent}) on their common seeds.
+
+    The unpaired sd is that of the differences between runs of *different* seeds, what the
+    same comparison would see without common seeds.
+    """
+    from scipy import stats
+    seeds = sorted(set(policy) & set(reference))
+    diffs = [policy[s] - reference[s] for s in seeds]
+    n = len(diffs)
+    if n == 0:
+        return PairedGap(0, math.nan, math.nan, math.nan, math.nan, math.nan)
+    mean = statistics.fmean(diffs)
+    if n < 2:
+        return PairedGap(1, mean, math.nan, math.nan, math.nan, math.nan)
+    sd = statistics.stdev(diffs)
+    half = stats.t.ppf(0.975, n - 1) * sd / math.sqrt(n)
+    cross = [policy[a] - reference[b] for a in seeds for b in seeds if a != b]
+    return PairedGap(n, mean, sd, mean - half, mean + half, statistics.stdev(cross))
+
+
+def summarize(runs: list[dict], reference: str | None = None, baselines: tuple = ()) -> tuple[str, list]:
+    """(reference, [PolicySummary]) from rows {policy, seed, test_accuracy}, in first-seen order.
+
+    The default reference is the baseline (a policy named in `baselines`) with the best mean,
+    else the first policy.
+    """
+    by_policy: dict[str, dict[int, float]] = {}
+    for r in runs:
+        by_policy.setdefault(r["policy"], {})[int(r["seed"])] = 100.0 * float(r["test_accuracy"])
+    if not by_policy:
+        raise ConfigError("no finished run to summarize")
+    if reference is None:
+        candidates = [p for p in by_policy if p in baselines] or list(by_policy)[:1]
+        reference = max(candidates, key=lambda p: statistics.fmean(by_policy[p].values()))
+    if reference not in by_policy:
+        raise ConfigError(f"reference policy {reference!r} is not among the evaluated: {', '.join(by_policy)}")
+    out = []
+    for name, acc in by_policy.items():
+        values = list(acc.values())
+        out.append(PolicySummary(name, len(values), statistics.fmean(values),
+                                 statistics.stdev(values) if len(values) > 1 else math.nan,
+                                 None if name == reference else paired_gap(acc, by_policy[reference])))
+    out.sort(key=lambda s: -s.mean)
+    return reference, out
+
+
+def setting_key(exp: Experiment) -> str:
+    """What makes two runs of one (policy, seed) the same run: data, split, model, schedule."""
+    spec = {"data": exp.to_dict()["data"], "train": {k: v for k, v in exp.train_args().items() if k != "seed"}}
+    return hashlib.sha256(json.dumps(spec, sort_keys=True).encode()).hexdigest()[:12]
+
+
+def read_rows(path: str) -> list[dict]:
+    """The CSV's rows (none when the file does not exist yet)."""
+    try:
+        with open(path, newline="") as f:
+            return list(csv.DictReader(f))
+    except FileNotFoundError:
+        return []
+
+
+def _append_row(path: str, row: dict) -> None:
+    new = not os.path.exists(path) or os.path.getsize(path) == 0
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    with open(path, "a", newline="") as f:
+        writer = csv.DictWriter(f, CSV_COLUMNS)
+        if new:
+            writer.writeheader()
+        writer.writerow(row)
+        f.flush()
+        os.fsync(f.fileno())
+
+
+def resolve_policies(specs: list, exp: Experiment | None = None, from_study: bool = False,
+                     tracking_uri: str | None = None) -> list[tuple[str, Policy]]:
+    """[(label, Policy)] from built-in names, JSON files, runs:/ URIs or Policy objects.
+
+    ``from_study``: the study's frozen winner (``autoaug best``) labelled ``searched``,
+    then the experiment's baselines, then `specs`.
+    """
+    from . import load_policy
+    out: list[tuple[str, Policy]] = []
+    if from_study:
+        from .search.freeze import best_policy
+        out.append(("searched", best_policy(exp.name, tracking_uri or exp.tracking_uri)))
+        out += [(name, load_policy(name)) for name in exp.baselines]
+    for spec in specs:
+        if isinstance(spec, tuple):
+            out.append(spec)
+        elif isinstance(spec, Policy):
+            out.append((spec.name or spec.digest()[:8], spec))
+        else:
+            label = os.path.splitext(os.path.basename(spec))[0] if spec.endswith(".json") else spec
+            out.append((label, load_policy(spec)))
+    labels = [label for label, _ in out]
+    duplicated = sorted({label for label in labels if labels.count(label) > 1})
+    if duplicated:
+        raise ConfigError(f"policies listed twice: {', '.join(duplicated)}")
+    if not out:
+        raise ConfigError("no policy to evaluate: name some with --policies or use --from-study")
+    return out
+
+
+def evaluate(exp: Experiment, policies: list, seeds: list[int], *, csv_path: str,
+             tracking_uri: str | None = None, reference: str | None = None, log=print) -> Evaluation:
+    """Train every policy with every seed (paired), score on the test split, summarize.
+
+    Args:
+        exp: the experiment: data, split, model and schedule of the full training.
+        policies: [(label, Policy)] (see `resolve_policies`), or names, files and URIs.
+        seeds: training seeds; seed s gives every policy the same initialisation and data order.
+        csv_path: the resumable CSV; rows already there (same setting) are not trained again.
+        tracking_uri: the MLflow store (default: the experiment's); one parent run
+            ``<name>-evaluate`` with a child per (policy, seed).
+        reference: the policy every gap is measured to (default: the best baseline).
+
+    Returns:
+        An `Evaluation` with its runs and summaries; ``table()`` prints it.
+
+    Raises:
+        ConfigError, DataError, PolicyError, TrackingError: bad input, before any training.
+
+    >>> from autoaug.evaluate import paired_gap
+    >>> g = paired_gap({0: 66.0, 1: 67.0, 2: 65.5}, {0: 65.0, 1: 65.5, 2: 65.0})
+    >>> round(g.mean, 3), round(g.low, 2), round(g.high, 2), g.verdict
+    (1.0, -0.24, 2.24, 'not distinguishable')
+    """
+    from . import tracking
+    from .data import load_dataset, reduced_split
+    from .train import train_model
+    pairs = policies if all(isinstance(p, tuple) for p in policies) else resolve_policies(policies, exp)
+    uri = tracking_uri or exp.tracking_uri
+    tracking.check_uri(uri)
+    ds = load_dataset(exp.resolve(exp.data.source))
+    x_tr, y_tr, x_val, y_val = reduced_split(ds, exp.data.n_train, exp.data.n_val, seed=exp.data.split_seed)
+    setting = setting_key(exp)
+    done = {(r["policy"], int(r["seed"])): r for r in read_rows(csv_path)
+            if r["setting"] == setting and r["test_accuracy"]}
+    todo = [(label, policy, seed) for seed in seeds for label, policy in pairs if (label, seed) not in done]
+    log(f"evaluate {len(pairs)} policies x {len(seeds)} seeds on {exp.name}: {exp.model.name}, "
+        f"{exp.training.epochs} epochs, {len(x_tr)} train / {len(ds.x_test)} test images; "
+        f"{len(todo)} runs to train, {len(pairs) * len(seeds) - len(todo)} already in {csv_path}")
+    log_run = tracking.EvaluationLog(uri, exp.name, setting, exp.to_dict())
+    for i, (label, policy, seed) in enumerate(todo):
+        start = time.perf_counter()
+        result = train_model(x_tr, y_tr, x_val, y_val, policy, num_classes=ds.num_classes,
+                             x_test=ds.x_test, y_test=ds.y_test, **exp.train_args(seed=seed))
+        run_id = log_run.run(label, seed, policy, result.history,
+                             {"test_accuracy": result.test_accuracy, "val_accuracy_final": result.val_accuracy,
+                              "train_s": result.seconds})
+        row = {"policy": label, "seed": seed, "test_accuracy": f"{result.test_accuracy:.6f}",
+               "val_accuracy": f"{result.val_accuracy:.6f}", "train_s": f"{time.perf_counter() - start:.1f}",
+               "policy_hash": policy.digest(), "setting": setting, "run_id": run_id,
+               "finished_at": time.strftime("%Y-%m-%dT%H:%M:%S")}
+        _append_row(csv_path, row)
+        done[(label, seed)] = row
+        log(f"[{i + 1}/{len(todo)}] {label} seed {seed}: test {100 * result.test_accuracy:.2f}%")
+    runs = [done[(label, seed)] for seed in seeds for label, _ in pairs]
+    ref, summaries = summarize(runs, reference, exp.baselines)
+    evaluation = Evaluation(runs, ref, summaries, log_run.parent_id)
+    log_run.finish(evaluation.table(), _per_seed_figure(evaluation), {
+        f"{s.policy}.test_accuracy_mean": s.mean for s in summaries})
+    return evaluation
+
+
+def _per_seed_figure(evaluation: Evaluation):
+    """Test accuracy per policy, one point per seed, the seeds joined across policies."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    names = [s.policy for s in evaluation.summaries]
+    by_seed: dict[int, dict] = {}
+    for r in evaluation.runs:
+        by_seed.setdefault(int(r["seed"]), {})[r["policy"]] = 100.0 * float(r["test_accuracy"])
+    fig, ax = plt.subplots(figsize=(max(5.0, 1.1 * len(names)), 4))
+    for seed, acc in sorted(by_seed.items()):
+        xs = [i for i, n in enumerate(names) if n in acc]
+        ax.plot(xs, [acc[names[i]] for i in xs], marker="o", alpha=0.7, label=f"seed {seed}")
+    ax.set_xticks(range(len(names)), [n[:24] for n in names], rotation=30, ha="right")
+    ax.set_ylabel("test accuracy (%)")
+    ax.set_title(f"paired by seed; reference {evaluation.reference}")
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    return fig

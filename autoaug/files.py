@@ -1,0 +1,74 @@
+"""Atomic file writes and the code version: the two file-system chores every module shares.
+
+A file written here is complete or absent: the data goes to a temporary file in the target's
+folder (so that the final rename never crosses a file system), is flushed to disk, and only
+then replaces the target with ``os.replace``. A writer that fails, or a process that is
+killed, leaves the old file as it was; a failed writer's temporary file is removed.
+"""
+from __future__ import annotations
+
+import contextlib
+import os
+import secrets
+import subprocess
+
+_PACKAGE_DIR = os.path.dirname(os.path.abspath(__file__))
+
+
+@contextlib.contextmanager
+def atomic_path(path: str | os.PathLike):
+    """Yield a temporary path next to ``path``; when the block succeeds it replaces ``path``.
+
+    For writers that want a file name (``image.save``, ``frame.to_csv``, ``np.savez``,
+    ``model.save_weights``). The temporary name ends with the target's own name, so writers
+    that pick the format from the suffix (``.png``, ``.npz``, ``.weights.h5``) see the same
+    one. The writer creates the file itself, so it gets the usual permissions.
+    """
+    path = os.fspath(path)
+    folder = os.path.dirname(os.path.abspath(path))
+    os.makedirs(folder, exist_ok=True)
+    tmp = os.path.join(folder, f".tmp-{os.getpid()}-{secrets.token_hex(4)}-{os.path.basename(path)}")
+    try:
+        yield tmp
+        fd = os.open(tmp, os.O_RDONLY)
+        try:
+            os.fsync(fd)  # the data is on disk before the name points at it
+        finally:
+            os.close(fd)
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
+
+
+def atomic_write(path: str | os.PathLike, data: str | bytes) -> None:
+    """Replace ``path`` with ``data`` (text in the default encoding, or bytes) atomically."""
+    with atomic_path(path) as tmp:
+        with open(tmp, "wb" if isinstance(data, bytes) else "w") as f:
+            f.write(data)
+
+
+def _git(folder: str, *args: str) -> str:
+    try:
+        return subprocess.run(["git", "-C", folder, *args], capture_output=True, text=True,
+                              timeout=10).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return ""
+
+
+def git_sha(folder: str | os.PathLike = _PACKAGE_DIR) -> str:
+    """The short commit of HEAD of the checkout holding ``folder``; '' outside git."""
+    return _git(os.fspath(folder), "rev-parse", "--short", "HEAD")
+
+
+def has_uncommitted_edits(folder: str | os.PathLike = _PACKAGE_DIR) -> bool:
+    """Whether files under ``folder`` differ from HEAD (or are untracked)."""
+    return bool(_git(os.fspath(folder), "status", "--porcelain", "--", "."))
+
+
+def code_version() -> str:
+    """The package version and the short git commit of the library: ``0.1.0+abc1234``."""
+    from . import __version__  # here, not at the top: the package imports modules that import us
+    sha = git_sha()
+    return f"{__version__}+{sha}" if sha else __version__
