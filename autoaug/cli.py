@@ -47,6 +47,8 @@ def _run_workers(args) -> int:
     """`--workers N`: N `autoaug worker` processes on this host; the worst exit code."""
     import subprocess
     cmd = [sys.executable, "-m", "autoaug.cli", "worker", args.experiment, "--quiet"]
+    if args.allow_forbidden_ops:
+        cmd.append("--allow-forbidden-ops")
     for item in _overrides(args):
         cmd += ["--set", item]
     procs = [subprocess.Popen(cmd) for _ in range(args.workers)]
@@ -78,7 +80,7 @@ def cmd_search(args) -> int:
             return code
         frame = open_study(exp.tracking_uri, exp.name).trials_frame()
     else:
-        ctx, frame = run_search(exp, progress=not args.quiet)
+        ctx, frame = run_search(exp, progress=not args.quiet, allow_forbidden_ops=args.allow_forbidden_ops)
     if len(frame):
         frame = frame.assign(kind=frame["baseline"].where(frame["baseline"] != "", "searched"))
         done = frame[frame["state"] == "complete"].sort_values("val_accuracy", ascending=False)
@@ -99,7 +101,7 @@ def cmd_worker(args) -> int:
     exp = load_experiment_args(args)
     _check_shared(exp, "autoaug worker")
     print(f"worker {worker_id()} joins study {exp.name}", flush=True)
-    ctx, frame = run_search(exp, progress=not args.quiet)
+    ctx, frame = run_search(exp, progress=not args.quiet, allow_forbidden_ops=args.allow_forbidden_ops)
     mine = sum(1 for o in ctx.outcomes if o.state == "complete")
     counts = frame["state"].value_counts().to_dict() if len(frame) else {}
     print(f"worker {worker_id()} done: {mine} trials completed here; study {exp.name}: {counts}")
@@ -127,7 +129,7 @@ def _study_args(args) -> tuple[str, str, str | None]:
         exp = load_experiment(args.experiment)
     study = args.study or (exp.name if exp else None)
     if not study:
-        raise ConfigError("name the study: --study NAME or --experiment FILE")
+        raise ConfigError("name the study: --study-name NAME or --experiment FILE")
     uri = args.tracking_uri or (exp.tracking_uri if exp else "sqlite:///mlflow.db")
     storage = getattr(args, "storage", None)
     return study, uri, storage
@@ -148,6 +150,9 @@ def cmd_best(args) -> int:
     else:
         print(f"wrote {args.out}: trial {m['trial']} of study {study}, val_accuracy "
               f"{m['val_accuracy']:.4f}, run {m['run_id']}")
+        print(m["paired_selection"]["sentence"] if "paired_selection" in m else
+              "no paired selection: one training per policy decided (set selection.top_k to re-train "
+              "the top policies with paired seeds)")
     return 0
 
 
@@ -155,11 +160,15 @@ def cmd_compare(args) -> int:
     import pandas as pd
     from . import tracking
     study, uri, _ = _study_args(args)
-    frame = tracking.open_study(uri, study).trials_frame()
-    frame = frame.sort_values("val_accuracy", ascending=False)
+    from .search.selection import table
+    tracker = tracking.open_study(uri, study)
+    frame = tracker.trials_frame().sort_values("val_accuracy", ascending=False)
     with pd.option_context("display.width", 200, "display.max_colwidth", 60, "display.max_rows", 500):
         print(frame[["trial", "baseline", "state", "val_accuracy", "duration_s", "stages", "summary"]]
               .to_string(index=False))
+    selection = tracker.read_selection()
+    if selection is not None:
+        print("\nSelection (validation accuracy %, paired seeds):\n" + table(selection))
     if args.csv:
         from .files import atomic_path
         with atomic_path(args.csv) as tmp:
@@ -181,7 +190,8 @@ def cmd_train(args) -> int:
         if value is not None:
             overrides.append(f"{key}={value}")
     exp = load_experiment(args.experiment, overrides)
-    policy = load_policy(args.policy)
+    from .labels import forbidden_ops, policy_for
+    policy = policy_for(args.policy, forbidden_ops(exp), allow=args.allow_forbidden_ops)
     d = exp.data
     ds = load_dataset(exp.resolve(d.source))
     x_tr, y_tr, x_val, y_val = reduced_split(ds, d.n_train, d.n_val, seed=d.split_seed)
@@ -207,21 +217,28 @@ def cmd_evaluate(args) -> int:
     exp = load_experiment_args(args)
     seeds = parse_seeds(args.seeds)
     specs = [p.strip() for p in (args.policies or "").split(",") if p.strip()]
-    policies = resolve_policies(specs, exp, from_study=args.from_study)
+    from_study = args.from_study or args.study_top > 0
+    policies = resolve_policies(specs, exp, from_study=from_study, study_top=args.study_top,
+                                allow_forbidden_ops=args.allow_forbidden_ops)
     csv_path = args.csv or os.path.join("runs", "evaluate", f"{exp.name}.csv")
     result = evaluate(exp, policies, seeds, csv_path=csv_path, reference=args.reference,
-                      log=(lambda *_: None) if args.quiet else print)
+                      study=exp.name if from_study else None, log=(lambda *_: None) if args.quiet else print,
+                      allow_forbidden_ops=args.allow_forbidden_ops)
     print(result.table())
     print(f"runs in {csv_path}; MLflow parent run {result.parent_run_id} in experiment '{exp.name}'")
     return 0
 
 
 def cmd_ui(args) -> int:
-    from .tracking import redact
+    from .tracking import UI_MODEL_TRAINING_VIEW, redact, ui_links
     uri = args.tracking_uri
     cmd = [os.path.join(os.path.dirname(sys.executable), "mlflow"), "ui", "--backend-store-uri", uri,
            "--host", args.host, "--port", str(args.port)]
-    print(f"MLflow UI for {redact(uri)} on http://{args.host}:{args.port} (Ctrl-C stops it)")
+    base = f"http://{args.host}:{args.port}"
+    print(f"MLflow UI for {redact(uri)} on {base}/{UI_MODEL_TRAINING_VIEW} (Ctrl-C stops it)")
+    for name, url in ui_links(uri, base):  # each study's runs, in the model-training view
+        print(f"  {name}: {url}")
+    sys.stdout.flush()
     os.execv(cmd[0], cmd)
 
 
@@ -239,6 +256,8 @@ def build_parser() -> argparse.ArgumentParser:
         s.add_argument("--driver", choices=["optuna", "kerastuner"])
         s.add_argument("--set", action="append", metavar="KEY.PATH=VALUE", help="override any config key")
         s.add_argument("--quiet", action="store_true", help="no progress bar")
+        s.add_argument("--allow-forbidden-ops", action="store_true",
+                       help="run the baselines as written, even with ops that change the dataset's labels (data.forbidden_ops)")
 
     s = sub.add_parser("search", help="run or resume a policy search")
     search_flags(s)
@@ -263,7 +282,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     def study_flags(c, storage=False):
         c.add_argument("--experiment", help="experiment YAML (gives the study name and tracking URI)")
-        c.add_argument("--study", help="study name (default: the experiment's)")
+        c.add_argument("--study-name", "--study", dest="study", help="study name (default: the experiment's)")
         c.add_argument("--tracking-uri", help="MLflow tracking URI (default sqlite:///mlflow.db)")
         if storage:
             c.add_argument("--storage", help="read the best trial from this Optuna storage instead of MLflow")
@@ -293,6 +312,8 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--mlflow-experiment", default="autoaug-train")
     t.add_argument("--set", action="append", metavar="KEY.PATH=VALUE")
     t.add_argument("--quiet", action="store_true")
+    t.add_argument("--allow-forbidden-ops", action="store_true",
+                   help="run the policy as written, even with ops that change the dataset's labels (data.forbidden_ops)")
     t.set_defaults(fn=cmd_train)
 
     e = sub.add_parser("evaluate", help="train policies x seeds (paired by seed), test accuracy with 95%% intervals")
@@ -300,12 +321,16 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--policies", help="comma-separated built-in names, policy JSON files or runs:/ URIs")
     e.add_argument("--from-study", action="store_true",
                    help="also the experiment's study: its frozen winner ('searched') and its baselines")
+    e.add_argument("--study-top", type=int, default=0, metavar="K",
+                   help="also the study's K best distinct searched policies (implies --from-study)")
     e.add_argument("--seeds", default="3", help="a count (5: seeds 0-4) or a list (0,3,4); default 3")
     e.add_argument("--reference", help="the policy gaps are measured to (default: the best baseline)")
     e.add_argument("--csv", help="resumable CSV of finished runs (default runs/evaluate/<study>.csv)")
     e.add_argument("--tracking-uri")
     e.add_argument("--set", action="append", metavar="KEY.PATH=VALUE", help="override any config key")
     e.add_argument("--quiet", action="store_true")
+    e.add_argument("--allow-forbidden-ops", action="store_true",
+                   help="run the policies as written, even with ops that change the dataset's labels (data.forbidden_ops)")
     e.set_defaults(fn=cmd_evaluate)
 
     u = sub.add_parser("ui", help="start the MLflow UI for a tracking store (127.0.0.1 by default)")
@@ -313,12 +338,17 @@ def build_parser() -> argparse.ArgumentParser:
     u.add_argument("--host", default="127.0.0.1")
     u.add_argument("--port", type=int, default=5000)
     u.set_defaults(fn=cmd_ui)
+    for command in sub.choices.values():  # one spelling everywhere
+        command.add_argument("--verbose", action="store_true",
+                             help="show TensorFlow's, absl's and CUDA's start-up and log lines")
     return p
 
 
 def main(argv=None) -> int:
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     args = build_parser().parse_args(argv)
+    if not getattr(args, "verbose", False):
+        from .quiet import silence_tensorflow
+        silence_tensorflow()  # before anything imports TensorFlow
     try:
         return args.fn(args)
     except _user_errors() as e:

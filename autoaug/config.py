@@ -27,6 +27,9 @@ class DataConfig:
     n_train: int | None = 1000  # None: every train image not held out for validation
     n_val: int | None = 500
     split_seed: int = 0
+    # Ops that change this dataset's labels (autoaug.labels): a list of ops, or a mapping
+    # op -> all | [classes]; None: the source's default (the digits forbid FlipLR and FlipUD).
+    forbidden_ops: list | dict | None = None
 
 
 @dataclass(frozen=True)
@@ -63,6 +66,17 @@ class DensityConfig:
 
 
 @dataclass(frozen=True)
+class SelectionConfig:
+    """After the search: re-train the `top_k` distinct searched policies and the best baseline
+    with `seeds` more paired seeds each, and freeze the best by the mean over every seed."""
+    top_k: int = 0  # 0: no selection; the search's own score decides
+    seeds: int = 2
+    # common: every trial trains with the experiment's seed (common random numbers: trials are
+    # compared under the same luck); per-trial: trial n trains with seed + n.
+    trial_seeds: str = "common"
+
+
+@dataclass(frozen=True)
 class Experiment:
     name: str | None = None  # study name; defaults to the file's stem
     data: DataConfig = field(default_factory=DataConfig)
@@ -74,6 +88,7 @@ class Experiment:
     # trained once per study on the clean train folds (Fast AutoAugment), no training per trial.
     evaluation: str = "proxy-training"
     density: DensityConfig = field(default_factory=DensityConfig)
+    selection: SelectionConfig = field(default_factory=SelectionConfig)
     n_trials: int = 12
     baselines: tuple = ("none", "standard", "autoaugment-cifar10+standard+cutout",
                         "randaugment+standard", "trivialaugment-wide+standard")
@@ -82,6 +97,10 @@ class Experiment:
     tracking_uri: str = "sqlite:///mlflow.db"
     preview_samples: int = 8
     path: str | None = field(default=None, compare=False)  # the file it was read from (absolute)
+
+    def trial_seed(self, number: int) -> int:
+        """The training seed of search trial `number` (see `SelectionConfig.trial_seeds`)."""
+        return self.seed + (number if self.selection.trial_seeds == "per-trial" else 0)
 
     def train_args(self, *, seed: int | None = None, epochs: int | None = None) -> dict:
         """The keyword arguments of `autoaug.train.train_model` that this experiment fixes."""
@@ -123,9 +142,10 @@ CHOICES = {
     "driver.pruner": ("none", "median", "hyperband", "threshold"),
     "driver.tuner": ("bayesian", "hyperband", "random"),
     "evaluation": ("proxy-training", "density-matching"),
+    "selection.trial_seeds": ("common", "per-trial"),
 }
 POSITIVE_INTS = ("training.epochs", "training.batch_size", "n_trials", "data.n_train", "data.n_val",
-                 "driver.heartbeat_s", "density.folds", "density.copies")
+                 "driver.heartbeat_s", "density.folds", "density.copies", "selection.seeds")
 
 
 def _merge(base: dict, override: dict, path: str = "") -> dict:
@@ -170,6 +190,11 @@ def _check(cfg: dict) -> None:
         raise ConfigError("'baselines' must be a list of policy names")
     if not isinstance(cfg["data"]["source"], str) or not cfg["data"]["source"]:
         raise ConfigError("'data.source' must name a dataset")
+    from .labels import ForbiddenOps  # labels reads policies, which read no config
+    ForbiddenOps.parse(cfg["data"]["forbidden_ops"])
+    top_k = cfg["selection"]["top_k"]
+    if isinstance(top_k, bool) or not isinstance(top_k, int) or top_k < 0:
+        raise ConfigError(f"'selection.top_k' must be a non-negative integer, got {top_k!r}")
     if cfg["density"]["folds"] < 2:
         raise ConfigError(f"'density.folds' must be at least 2, got {cfg['density']['folds']}")
     if not isinstance(cfg["density"]["train_policy"], str):
@@ -239,7 +264,7 @@ def _build(raw: dict, path: str | None, label: str | None = None) -> Experiment:
     except ConfigError as e:
         raise ConfigError(f"{where}: {e}") from None
     sections = {"data": DataConfig, "model": ModelConfig, "training": TrainingConfig,
-                "driver": DriverConfig, "density": DensityConfig}
+                "driver": DriverConfig, "density": DensityConfig, "selection": SelectionConfig}
     return Experiment(**{**cfg, **{k: kind(**cfg[k]) for k, kind in sections.items()},
                          "baselines": tuple(cfg["baselines"]),
                          "path": os.path.abspath(path) if path else None})

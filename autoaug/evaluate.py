@@ -21,26 +21,11 @@ from dataclasses import dataclass, field
 
 from .config import ConfigError, Experiment
 from .policy import Policy
+from .stats import PairedGap, paired_gap
 
+FIDELITY_OK = 0.5  # below this, the proxy's ranking is no guide to full training
 CSV_COLUMNS = ["policy", "seed", "test_accuracy", "val_accuracy", "train_s", "policy_hash", "setting",
                "run_id", "finished_at"]
-
-
-@dataclass(frozen=True)
-class PairedGap:
-    """Per-seed differences `policy - reference`, in accuracy points (percent)."""
-    n: int
-    mean: float
-    sd: float
-    low: float  # 95% Student-t interval of the mean difference
-    high: float
-    sd_unpaired: float  # sd of the differences between runs of different seeds (no pairing)
-
-    @property
-    def verdict(self) -> str:
-        if self.n < 2:
-            return "one seed: no interval"
-        return "better" if self.low > 0 else "worse" if self.high < 0 else "not distinguishable"
 
 
 @dataclass(frozen=True)
@@ -59,6 +44,10 @@ class Evaluation:
     reference: str
     summaries: list[PolicySummary] = field(default_factory=list)
     parent_run_id: str | None = None
+    # proxy fidelity: Spearman between the study's search scores and the test accuracies of
+    # the evaluated policies that the study scored, and how many those were
+    fidelity: float = math.nan
+    fidelity_n: int = 0
 
     def summary(self, policy: str) -> PolicySummary:
         return next(s for s in self.summaries if s.policy == policy)
@@ -73,11 +62,22 @@ class Evaluation:
                    f"{g.mean:+.2f} [{g.low:+.2f}, {g.high:+.2f}] {g.verdict}" if g.n >= 2 else
                    f"{g.mean:+.2f} ({g.verdict})")
             lines.append(f"{s.policy[:44]:<44} {s.n:>2} {s.mean:>7.2f} {s.std:>5.2f}   {gap}")
+        if self.fidelity_n:
+            lines.append(self.fidelity_text())
         shrink = self.pairing_shrink()
         if shrink is not None:
             lines.append(f"pairing by seed: sd of the differences {shrink[0]:.2f} points paired, "
                          f"{shrink[1]:.2f} unpaired ({shrink[1] / max(shrink[0], 1e-9):.1f}x narrower intervals)")
         return "\n".join(lines)
+
+    def fidelity_text(self) -> str:
+        text = (f"proxy fidelity: Spearman {self.fidelity:+.2f} between search score and test accuracy "
+                f"over {self.fidelity_n} policies")
+        if self.fidelity_n < 3:
+            return text + " (too few to judge)"
+        if not self.fidelity >= FIDELITY_OK:
+            return text + " - the search's proxy cannot rank these policies; its scores say little about full training"
+        return text
 
     def pairing_shrink(self) -> tuple[float, float] | None:
         """(mean paired sd, mean unpaired sd) of the differences over every compared policy."""
@@ -101,27 +101,6 @@ def parse_seeds(text: str | int | list) -> list[int]:
     if not seeds or any(s < 0 for s in seeds) or len(set(seeds)) != len(seeds):
         raise ConfigError(f"--seeds needs distinct non-negative seeds, got {text!r}")
     return seeds
-
-
-def paired_gap(policy: dict, reference: dict) -> PairedGap:
-    """The gap of `policy` to `reference` ({seed: accuracy in percent}) on their common seeds.
-
-    The unpaired sd is that of the differences between runs of *different* seeds, what the
-    same comparison would see without common seeds.
-    """
-    from scipy import stats
-    seeds = sorted(set(policy) & set(reference))
-    diffs = [policy[s] - reference[s] for s in seeds]
-    n = len(diffs)
-    if n == 0:
-        return PairedGap(0, math.nan, math.nan, math.nan, math.nan, math.nan)
-    mean = statistics.fmean(diffs)
-    if n < 2:
-        return PairedGap(1, mean, math.nan, math.nan, math.nan, math.nan)
-    sd = statistics.stdev(diffs)
-    half = stats.t.ppf(0.975, n - 1) * sd / math.sqrt(n)
-    cross = [policy[a] - reference[b] for a in seeds for b in seeds if a != b]
-    return PairedGap(n, mean, sd, mean - half, mean + half, statistics.stdev(cross))
 
 
 def summarize(runs: list[dict], reference: str | None = None, baselines: tuple = ()) -> tuple[str, list]:
@@ -165,6 +144,16 @@ def read_rows(path: str) -> list[dict]:
         return []
 
 
+def finished_runs(path: str, exp: Experiment, pairs: list[tuple[str, Policy]]) -> dict:
+    """{(label, seed): row} of the CSV's finished runs of `pairs` in `exp`'s setting; a row of
+    another policy under the same label (another ``policy_hash``) is not one of them."""
+    setting, digests, rows = setting_key(exp), {label: policy.digest() for label, policy in pairs}, read_rows(path)
+    if rows and set(CSV_COLUMNS) - set(rows[0]):
+        raise ConfigError(f"{path} is not a CSV of autoaug evaluate (it has other columns); use another --csv")
+    return {(r["policy"], int(r["seed"])): r for r in rows if r["setting"] == setting
+            and r["test_accuracy"] and r["policy_hash"] == digests.get(r["policy"])}
+
+
 def _append_row(path: str, row: dict) -> None:
     new = not os.path.exists(path) or os.path.getsize(path) == 0
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
@@ -178,18 +167,38 @@ def _append_row(path: str, row: dict) -> None:
 
 
 def resolve_policies(specs: list, exp: Experiment | None = None, from_study: bool = False,
-                     tracking_uri: str | None = None) -> list[tuple[str, Policy]]:
+                     study_top: int = 0, allow_forbidden_ops: bool = False) -> list[tuple[str, Policy]]:
     """[(label, Policy)] from built-in names, JSON files, runs:/ URIs or Policy objects.
 
     ``from_study``: the study's frozen winner (``autoaug best``) labelled ``searched``,
-    then the experiment's baselines, then `specs`.
+    then the experiment's baselines, then `specs`. ``study_top`` K: also the study's K best
+    distinct searched policies (``trial-N``), e.g. to measure proxy fidelity. Built-ins are adapted to the dataset
+    (`autoaug.labels.policy_for`: on digits `standard` is the crop alone) unless
+    `allow_forbidden_ops`; `evaluate` refuses the others if they change labels.
     """
-    from . import load_policy
+    from .labels import ForbiddenOps, forbidden_ops, policy_for
+    rules = forbidden_ops(exp) if exp is not None else ForbiddenOps()
+
+    def load_policy(source):
+        return policy_for(source, rules, allow=allow_forbidden_ops)
     out: list[tuple[str, Policy]] = []
-    if from_study:
-        from .search.freeze import best_policy
-        out.append(("searched", best_policy(exp.name, tracking_uri or exp.tracking_uri)))
+    if from_study or study_top:
+        from . import tracking
+        from .search.freeze import best_by_policy, best_policy
+        winner = best_policy(exp.name, exp.tracking_uri)
+        out.append(("searched", winner))
         out += [(name, load_policy(name)) for name in exp.baselines]
+        tracker = tracking.open_study(exp.tracking_uri, exp.name)
+        searched = [t for t in tracker.trial_records() if t.complete and not t.baseline]
+        seen = {winner.digest()}
+        while study_top and searched:
+            head, _, numbers = best_by_policy(searched)
+            searched = [t for t in searched if t.number not in numbers]
+            policy = Policy.from_json(tracker.read_text(head.run_id, "policy.json"))
+            if policy.digest() not in seen:
+                seen.add(policy.digest())
+                out.append((f"trial-{head.number}", policy))
+                study_top -= 1
     for spec in specs:
         if isinstance(spec, tuple):
             out.append(spec)
@@ -208,17 +217,25 @@ def resolve_policies(specs: list, exp: Experiment | None = None, from_study: boo
 
 
 def evaluate(exp: Experiment, policies: list, seeds: list[int], *, csv_path: str,
-             tracking_uri: str | None = None, reference: str | None = None, log=print) -> Evaluation:
+             tracking_uri: str | None = None, reference: str | None = None, study: str | None = None,
+             log=print, allow_forbidden_ops: bool = False) -> Evaluation:
     """Train every policy with every seed (paired), score on the test split, summarize.
 
     Args:
         exp: the experiment: data, split, model and schedule of the full training.
         policies: [(label, Policy)] (see `resolve_policies`), or names, files and URIs.
         seeds: training seeds; seed s gives every policy the same initialisation and data order.
-        csv_path: the resumable CSV; rows already there (same setting) are not trained again.
+        csv_path: the resumable CSV; rows already there (same setting, same policy) are not
+            trained again.
         tracking_uri: the MLflow store (default: the experiment's); one parent run
             ``<name>-evaluate`` with a child per (policy, seed).
         reference: the policy every gap is measured to (default: the best baseline).
+        study: a study (in the same store) whose trials scored some of these policies: the
+            Spearman correlation of its scores with their test accuracy (proxy fidelity) is
+            reported and logged to the study's parent run.
+        allow_forbidden_ops: run every policy as written, even one that uses an op that
+            changes the dataset's labels (`autoaug.labels`); else such a policy is refused
+            (ForbiddenOpError) and built-in names are adapted.
 
     Returns:
         An `Evaluation` with its runs and summaries; ``table()`` prints it.
@@ -226,22 +243,29 @@ def evaluate(exp: Experiment, policies: list, seeds: list[int], *, csv_path: str
     Raises:
         ConfigError, DataError, PolicyError, TrackingError: bad input, before any training.
 
-    >>> from autoaug.evaluate import paired_gap
-    >>> g = paired_gap({0: 66.0, 1: 67.0, 2: 65.5}, {0: 65.0, 1: 65.5, 2: 65.0})
-    >>> round(g.mean, 3), round(g.low, 2), round(g.high, 2), g.verdict
-    (1.0, -0.24, 2.24, 'not distinguishable')
+    >>> from autoaug.config import load_experiment
+    >>> exp = load_experiment(None, ["data.n_train=60", "data.n_val=30", "training.epochs=1",
+    ...                              "tracking_uri=sqlite:///" + tmp + "/mlflow.db"])
+    >>> result = evaluate(exp, ["none", "standard"], [0, 1], csv_path=tmp + "/ev.csv", log=lambda *_: None)
+    >>> [(s.policy, s.n) for s in sorted(result.summaries, key=lambda s: s.policy)]
+    [('none', 2), ('standard', 2)]
     """
     from . import tracking
     from .data import load_dataset, reduced_split
     from .train import train_model
-    pairs = policies if all(isinstance(p, tuple) for p in policies) else resolve_policies(policies, exp)
+    pairs = policies if all(isinstance(p, tuple) for p in policies) else resolve_policies(
+        policies, exp, allow_forbidden_ops=allow_forbidden_ops)
+    if not allow_forbidden_ops:  # a policy that changes the dataset's labels: one line, nothing trained
+        from .labels import forbidden_ops
+        rules = forbidden_ops(exp)
+        for label, policy in pairs:
+            rules.check(policy, label)
     uri = tracking_uri or exp.tracking_uri
     tracking.check_uri(uri)
     ds = load_dataset(exp.resolve(exp.data.source))
     x_tr, y_tr, x_val, y_val = reduced_split(ds, exp.data.n_train, exp.data.n_val, seed=exp.data.split_seed)
     setting = setting_key(exp)
-    done = {(r["policy"], int(r["seed"])): r for r in read_rows(csv_path)
-            if r["setting"] == setting and r["test_accuracy"]}
+    done = finished_runs(csv_path, exp, pairs)
     todo = [(label, policy, seed) for seed in seeds for label, policy in pairs if (label, seed) not in done]
     log(f"evaluate {len(pairs)} policies x {len(seeds)} seeds on {exp.name}: {exp.model.name}, "
         f"{exp.training.epochs} epochs, {len(x_tr)} train / {len(ds.x_test)} test images; "
@@ -264,9 +288,31 @@ def evaluate(exp: Experiment, policies: list, seeds: list[int], *, csv_path: str
     runs = [done[(label, seed)] for seed in seeds for label, _ in pairs]
     ref, summaries = summarize(runs, reference, exp.baselines)
     evaluation = Evaluation(runs, ref, summaries, log_run.parent_id)
+    if study:
+        _proxy_fidelity(evaluation, pairs, tracking.open_study(uri, study))
     log_run.finish(evaluation.table(), _per_seed_figure(evaluation), {
         f"{s.policy}.test_accuracy_mean": s.mean for s in summaries})
     return evaluation
+
+
+def _proxy_fidelity(evaluation: Evaluation, pairs: list, tracker) -> None:
+    """Spearman between the study's score of each evaluated policy it scored (the mean of its
+    trials, or its selection mean) and the policy's mean test accuracy; logged to the study."""
+    from .stats import spearman
+    scores: dict[str, list] = {}
+    for t in tracker.trial_records():
+        if t.complete:
+            scores.setdefault(t.policy_hash, []).append(t.value)
+    selection = tracker.read_selection() or {}
+    for c in selection.get("candidates", []):
+        scores[c["policy_hash"]] = [c["mean"]]
+    hashes = {label: policy.digest() for label, policy in pairs}
+    matched = [(statistics.fmean(scores[hashes[s.policy]]), s.mean) for s in evaluation.summaries
+               if hashes.get(s.policy) in scores]
+    evaluation.fidelity_n = len(matched)
+    evaluation.fidelity = spearman([m[0] for m in matched], [m[1] for m in matched])
+    if len(matched) >= 3:
+        tracker.log_fidelity(evaluation.fidelity, len(matched))
 
 
 def _per_seed_figure(evaluation: Evaluation):

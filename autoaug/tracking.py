@@ -17,7 +17,12 @@ from dataclasses import dataclass
 
 from .files import code_version
 
-PARENT, TRIAL, TRAIN, EVALUATION = "parent", "trial", "train", "evaluation"
+PARENT, TRIAL, TRAIN, EVALUATION, SELECTION = "parent", "trial", "train", "evaluation", "selection"
+EXPERIMENT_KIND, MODEL_TRAINING = "mlflow.experimentKind", "custom_model_development"
+# The MLflow 3 UI opens in its GenAI view unless the URL asks for the model-training one (the
+# experiment tag above is not consulted by the 3.x UI; the browser remembers a click on the toggle).
+UI_VIEW = "?workflowType=machine_learning"
+UI_MODEL_TRAINING_VIEW = "#/experiments" + UI_VIEW
 _MAX_READABLE_SUBPOLICIES = 25
 _STEP_PARAM = re.compile(r"(c[\d-]+\.)?sp\d+\.step\d+")
 
@@ -73,6 +78,92 @@ def policy_params(policy) -> dict:
     return params
 
 
+_STAGE_NAMES = {"FlipLR": "flip", "PadCrop": "crop", "Cutout": "cutout"}
+
+
+def policy_label(policy, max_ops: int = 4) -> str:
+    """What a policy does, short: `ShearY/Color, crop 2` (ops used with p > 0, then each stage
+    in order, with its level when it is not the reference one); `no augmentation` if nothing."""
+    from .policy import POLICY_STAGE, STAGES
+    subs = list(policy.sub_policies) + [sp for g in policy.class_policies for sp in g.sub_policies]
+    ops = list(dict.fromkeys(s.op for sp in subs for s in sp if s.p > 0 and s.op != "Identity"))
+    parts = []
+    for stage in policy.stages:
+        if stage == POLICY_STAGE:
+            if ops:
+                text = "/".join(ops[:max_ops]) + (f"/+{len(ops) - max_ops}" if len(ops) > max_ops else "")
+                parts.append(("per-class " if policy.class_policies else "") + text)
+            continue
+        name = _STAGE_NAMES.get(stage.op)
+        if name is None:
+            parts.append(f"{stage.op} {stage.level:g}" if stage.level else stage.op)
+        elif stage == STAGES[name]:
+            parts.append(name)
+        else:
+            parts.append(f"{name} {stage.level:g}" + (f" p={stage.p:g}" if stage.p < 1 else ""))
+    return ", ".join(parts) or "no augmentation"
+
+
+def trial_run_name(number: int, policy, baseline: str | None = None, seed: int | None = None,
+                   max_len: int = 60) -> str:
+    """A trial run's name: `t03 randaugment+standard` (a baseline: its name, plus the ops it
+    left out on this dataset) or `t07 ShearY/Color, crop 2` (a searched policy: what it does);
+    a re-training with another seed ends in ` seed 1`.
+
+    >>> from autoaug.policy import builtin
+    >>> trial_run_name(0, builtin("none"), "none"), trial_run_name(12, builtin("standard"))
+    ('t00 none', 't12 flip, crop')
+    """
+    what = baseline or policy_label(policy)
+    left_out = (policy.meta or {}).get("left_out") if baseline else None
+    if left_out:
+        what += f" without {'/'.join(left_out)}"
+    tail = f" seed {seed}" if seed is not None else ""
+    head = f"t{number:02d} {what}"
+    if len(head) + len(tail) > max_len:
+        head = head[:max_len - len(tail) - 1] + "…"
+    return head + tail
+
+
+def dataset_input(source: str, arrays, num_classes: int, context: str = "train"):
+    """The study's data as an MLflow dataset input (the runs table's Dataset column and filter).
+
+    Name: the source's name; digest: a hash of the train and validation images and labels;
+    profile: the split sizes, the image shape and the number of classes.
+    """
+    import hashlib
+    from mlflow.entities import Dataset, DatasetInput, InputTag
+    x_tr, y_tr, x_val, y_val = arrays
+    h = hashlib.sha256()
+    for a in arrays:
+        h.update(memoryview(a).cast("B") if a.flags.c_contiguous else bytes(a))
+    is_path = os.sep in source or os.path.exists(source)
+    name = os.path.basename(source.rstrip("/\\")) if is_path else source
+    for suffix in (".tar.gz", ".tgz", ".tar", ".npz"):
+        if name.endswith(suffix):
+            name = name[:-len(suffix)]
+    profile = {"n_train": len(x_tr), "n_val": len(x_val), "num_classes": num_classes,
+               "image_shape": list(x_tr.shape[1:])}
+    ds = Dataset(name=name, digest=h.hexdigest()[:10], source_type="local" if is_path else "autoaug",
+                 source=json.dumps({"uri": os.path.abspath(source) if is_path else source}),
+                 profile=json.dumps(profile))
+    return DatasetInput(ds, tags=[InputTag("mlflow.data.context", context)])
+
+
+def ui_links(tracking_uri: str, base_url: str) -> list[tuple[str, str]]:
+    """(experiment, URL of its runs in the model-training view) for each experiment of a store
+    that has runs; none when the store does not exist yet or cannot be read."""
+    if tracking_uri.startswith("sqlite:///") and not os.path.exists(tracking_uri[len("sqlite:///"):]):
+        return []
+    try:
+        c = client(tracking_uri)
+        found = [e for e in c.search_experiments(max_results=50, order_by=["last_update_time DESC"])
+                 if c.search_runs([e.experiment_id], max_results=1)]
+    except Exception:
+        return []
+    return [(e.name, f"{base_url}/#/experiments/{e.experiment_id}/runs{UI_VIEW}") for e in found]
+
+
 class Tracker:
     """Logs a study to MLflow: `start_study`, then per trial `start_trial` ... `end_trial`."""
 
@@ -87,11 +178,12 @@ class Tracker:
             raise TrackingError(f"cannot use MLflow tracking store {redact(tracking_uri)}: "
                                 f"{redact(str(e).splitlines()[0][:200])}") from None
         self.parent_id: str | None = None
+        self.dataset = None  # an MLflow DatasetInput (`dataset_input`) logged on every trial run
 
     def _create_experiment(self, name: str) -> str:
         from mlflow.exceptions import MlflowException
-        try:
-            return self.client.create_experiment(name)
+        try:  # MLflow's own tag for a model-training (not GenAI) experiment
+            return self.client.create_experiment(name, tags={EXPERIMENT_KIND: MODEL_TRAINING})
         except MlflowException:  # another worker created it first
             return self.client.get_experiment_by_name(name).experiment_id
 
@@ -156,11 +248,17 @@ class Tracker:
 
     # ------------------------------------------------------------------ trials
     def start_trial(self, number: int, policy, driver_params: dict, tags: dict | None = None) -> str:
-        all_tags = {"mlflow.parentRunId": self.parent_id, "mlflow.runName": f"trial-{number}",
+        """A child run named for what the trial is (`trial_run_name`), with the dataset as input."""
+        tags = {k: str(v) for k, v in (tags or {}).items()}
+        seed = tags.get("autoaug.seed")
+        name = trial_run_name(number, policy, tags.get("autoaug.baseline"), int(seed) if seed else None)
+        all_tags = {"mlflow.parentRunId": self.parent_id, "mlflow.runName": name,
                     "autoaug.role": TRIAL, "autoaug.trial": str(number), "autoaug.state": "running"}
-        all_tags.update({k: str(v) for k, v in (tags or {}).items()})
-        run = self.client.create_run(self.experiment_id, tags=all_tags, run_name=f"trial-{number}")
+        all_tags.update(tags)
+        run = self.client.create_run(self.experiment_id, tags=all_tags, run_name=name)
         run_id = run.info.run_id
+        if getattr(self, "dataset", None) is not None:
+            self.client.log_inputs(run_id, datasets=[self.dataset])
         params = policy_params(policy)
         params.update({f"raw.{k}": v for k, v in driver_params.items() if len(str(v)) < 250})
         self._log_params(run_id, params)
@@ -232,11 +330,32 @@ class Tracker:
             self.log_metrics(self.parent_id, {f"density_clean_accuracy_fold{f['fold']}": f["clean_accuracy"]
                                               for f in info.get("folds", [])})
 
-    def trial_records(self) -> list[TrialRecord]:
-        """Every trial run of this study's parent (all workers), as typed records."""
+    def trial_records(self, role: str = TRIAL) -> list[TrialRecord]:
+        """Every trial run (or with `role` SELECTION, selection run) of this study's parent,
+        from all workers, as typed records."""
         return [trial_record(r) for r in self.client.search_runs(
-            [self.experiment_id], filter_string=f"tags.`mlflow.parentRunId` = '{self.parent_id}'",
-            max_results=10000)]
+            [self.experiment_id], max_results=10000,
+            filter_string=f"tags.`mlflow.parentRunId` = '{self.parent_id}' and tags.`autoaug.role` = '{role}'")]
+
+    def log_selection(self, selection: dict, text: str) -> None:
+        """The selection's result on the parent run: selection.json, a readable table, the gap."""
+        self.client.log_text(self.parent_id, json.dumps(selection, indent=1), "selection.json")
+        self.client.log_text(self.parent_id, text, "selection.txt")
+        gap = selection["gap"]
+        self.client.set_tag(self.parent_id, "autoaug.selection", selection["sentence"][:5000])
+        self.log_metrics(self.parent_id, {k: v for k, v in {
+            "selection_mean": selection["winner"]["mean"], "selection_gap": gap["mean"],
+            "selection_gap_low": gap["low"], "selection_gap_high": gap["high"]}.items() if not math.isnan(v)})
+
+    def read_selection(self) -> dict | None:
+        """The parent run's selection.json, or None when the study made no selection."""
+        if not any(a.path == "selection.json" for a in self.client.list_artifacts(self.parent_id)):
+            return None
+        return json.loads(self.read_text(self.parent_id, "selection.json"))
+
+    def log_fidelity(self, spearman: float, n: int) -> None:
+        """How well the search's score ranked the policies that full training then measured."""
+        self.log_metrics(self.parent_id, {"proxy_fidelity_spearman": spearman, "proxy_fidelity_policies": n})
 
     def read_text(self, run_id: str, path: str) -> str:
         return read_artifact_text(f"runs:/{run_id}/{path}", self.uri)
@@ -368,6 +487,7 @@ class TrialRecord:
     status: str = ""  # the MLflow run status
     folds: tuple = ()  # density matching: accuracy per fold (None for a gap)
     classes: tuple = ()  # and per class
+    seed: int | None = None  # the training seed of a selection run
 
     @property
     def complete(self) -> bool:
@@ -383,7 +503,8 @@ def trial_record(run) -> TrialRecord:
         policy_hash=params.get("policy_hash", ""), baseline=tags.get("autoaug.baseline", ""),
         duration_s=metrics.get("duration_s", float("nan")), stages=params.get("stages", ""),
         summary="; ".join(params[k] for k in sorted(params) if _STEP_PARAM.fullmatch(k))[:120],
-        status=run.info.status, folds=_indexed(metrics, "fold"), classes=_indexed(metrics, "class"))
+        status=run.info.status, folds=_indexed(metrics, "fold"), classes=_indexed(metrics, "class"),
+        seed=int(tags["autoaug.seed"]) if "autoaug.seed" in tags else None)
 
 
 def _indexed(metrics: dict, prefix: str) -> tuple:

@@ -11,7 +11,7 @@ Configs (``--only`` takes these keys):
   keras-ra    Keras 3 ``keras.layers.RandAugment`` on batches (after ``batch``)
 
 Every pipeline ends ``map(cast float32) -> prefetch``. Images are CIFAR-10 train images from
-``../shared/data/cifar10-jpeg.tar.gz`` (extracted once to ``~/.cache/autoaug/cifar10``), at 32x32
+``../shared/data/cifar10-jpeg.tar.gz`` (extracted once by ``autoaug.data`` into its cache), at 32x32
 and resized (bilinear) to larger ``--sizes`` before the timed pipeline. Each config is warmed up
 (tracing, the first batches and ``--warmup-seconds`` excluded), then timed ``--repeats`` times
 over at least ``--images`` images and ``--min-seconds`` seconds, each repeat on a fresh iterator;
@@ -32,11 +32,8 @@ import argparse
 import csv
 import os
 import platform
-import shutil
 import statistics
 import sys
-import tarfile
-import tempfile
 import time
 from pathlib import Path
 
@@ -44,7 +41,6 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_TAR = ROOT.parent / "shared" / "data" / "cifar10-jpeg.tar.gz"
-DEFAULT_CACHE = Path(os.environ.get("AUTOAUG_CACHE", "~/.cache/autoaug")).expanduser()
 
 CONFIGS = {
     "floor": "no augmentation (floor)",
@@ -64,9 +60,6 @@ POOL_BYTES = 256 * 2**20  # the resized image pool at one size stays under this
 
 class BenchError(Exception):
     """A problem the user can fix; printed as one line."""
-
-
-# --------------------------------------------------------------------------- arguments
 
 
 def _per_size(text: str, name: str, cast=int) -> dict:
@@ -110,7 +103,7 @@ def parse_args(argv=None):
     p.add_argument("--csv", default=str(ROOT / "docs" / "bench_throughput.csv"),
                    help="write the table here (default docs/bench_throughput.csv); '' to skip")
     p.add_argument("--data", default=str(DEFAULT_TAR), help="cifar10-jpeg.tar.gz (default ../shared/data)")
-    p.add_argument("--cache", default=str(DEFAULT_CACHE), help="extraction folder (default ~/.cache/autoaug)")
+    p.add_argument("--cache", default=None, help="cache folder (default $AUTOAUG_CACHE or ~/.cache/autoaug)")
     p.add_argument("--keras-factor", type=float, default=0.9,
                    help="keras.layers.RandAugment factor (default 0.9, i.e. magnitude 9 of 10)")
     args = p.parse_args(argv)
@@ -133,32 +126,17 @@ def parse_args(argv=None):
     return args
 
 
-# --------------------------------------------------------------------------- data
+def cifar_dir(tar_path: Path, cache: str | None) -> Path:
+    """The extracted image folder (``autoaug.data`` extracts the tarball once, atomically)."""
+    from autoaug.data import DataError, extract_archive
+    from autoaug.data.dataset import find_split_root
 
-
-def cifar_dir(tar_path: Path, cache: Path) -> Path:
-    """The extracted image folder, extracting the tarball once (atomically) if needed."""
-    target = cache / "cifar10"
-    if (target / "train").is_dir():
-        return target
     if not tar_path.is_file():
         raise BenchError(f"CIFAR-10 not found: {tar_path} is missing; pass --data PATH/cifar10-jpeg.tar.gz")
-    cache.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=".cifar10-", dir=cache))
     try:
-        print(f"extracting {tar_path} -> {target} (once)", flush=True)
-        with tarfile.open(tar_path) as tf_:
-            kwargs = {"filter": "data"} if hasattr(tarfile, "data_filter") else {}
-            tf_.extractall(tmp, **kwargs)
-        if not (tmp / "cifar10" / "train").is_dir():
-            raise BenchError(f"{tar_path} does not hold cifar10/train/<class>/*.jpg")
-        if not (target / "train").is_dir():
-            os.replace(tmp / "cifar10", target)
-    except (OSError, tarfile.TarError) as e:
-        raise BenchError(f"cannot extract {tar_path}: {e}") from None
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
-    return target
+        return Path(find_split_root(extract_archive(str(tar_path), cache)))
+    except DataError as e:
+        raise BenchError(str(e)) from None
 
 
 def load_pool(root: Path, n: int):
@@ -197,9 +175,6 @@ def pool_at(x32, size: int):
         chunk = tf.image.resize(x32[i:i + 256][: n - i], [size, size], method="bilinear")
         out[i:i + len(chunk)] = tf.cast(tf.clip_by_value(tf.round(chunk), 0, 255), tf.uint8).numpy()
     return out
-
-
-# --------------------------------------------------------------------------- pipelines
 
 
 def model_garden():
@@ -263,9 +238,6 @@ def timed(it, batch: int, images: int, min_seconds: float) -> tuple[int, float]:
         elapsed = time.perf_counter() - t0
         if n >= images and elapsed >= min_seconds:
             return n, elapsed
-
-
-# --------------------------------------------------------------------------- report
 
 
 def load_average() -> str:
@@ -357,7 +329,7 @@ def main(argv=None) -> int:
           f"GPUs visible: {len(tf.config.list_physical_devices('GPU'))}, load average {load_average()}; python {platform.python_version()}, "
           f"{versions}; autoaug at {autoaug_revision()}", flush=True)
 
-    x32 = load_pool(cifar_dir(Path(args.data), Path(args.cache)), args.pool)
+    x32 = load_pool(cifar_dir(Path(args.data), args.cache), args.pool)
     results = []
     for size in args.sizes:
         x = pool_at(x32, size)

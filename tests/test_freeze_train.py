@@ -37,7 +37,8 @@ def test_a_policy_evaluated_by_several_trials_is_ranked_by_their_mean(tmp_path):
                      "probabilities: [0.5]\nlevels: [3]\nstages: [policy, flip]\nsearch_order: false\n")
     storage = f"sqlite:///{tmp_path}/optuna.db"
     cfg = load_experiment(None, tiny_overrides(tmp_path, name="repeat", n_trials=3, storage=storage,
-                                               search_space=str(space), baselines="[]"))
+                                               search_space=str(space), baselines="[]",
+                                               **{"selection.trial_seeds": "per-trial"}))
     _, frame = run_search(cfg, progress=False)
     searched = frame[frame["state"] == "complete"]
     assert len(searched) == 3 and searched["policy_hash"].nunique() == 1

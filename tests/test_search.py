@@ -106,5 +106,5 @@ def test_a_resumed_study_does_not_repeat_the_draws_of_its_first_run(tmp_path):
     again = draw(resumed, 3)
     assert len(resumed.trials) == 6
     assert not any(p in first for p in again)
-    fresh, _ = open_study({**cfg, "storage": f"journal:{tmp_path}/other.journal"})
+    fresh, _ = open_study(cfg.with_overrides([f"storage=journal:{tmp_path}/other.journal"]))
     assert draw(fresh, 3) == first  # a new study with the same seed draws the same trials

@@ -3,6 +3,7 @@ from pathlib import Path
 
 import pytest
 
+from autoaug import Policy
 from autoaug.config import ConfigError, load_experiment
 from autoaug.search import load_space
 from autoaug.search.space import space_from_dict
@@ -91,3 +92,23 @@ def test_shipped_experiments_and_their_spaces_load(path):
 @pytest.mark.parametrize("path", sorted((ROOT / "search_spaces").glob("*.yaml")), ids=lambda p: p.name)
 def test_shipped_search_spaces_load(path):
     assert load_space(str(path)).name == path.stem
+
+
+@pytest.mark.parametrize("path", sorted((ROOT / "search_spaces").glob("*.yaml")), ids=lambda p: p.name)
+def test_random_policies_are_reproducible_distinct_and_valid(path):
+    space = load_space(str(path))
+    draws = [space.random_policy(seed, num_classes=10) for seed in (1001, 1002, 1003)]
+    assert [p.digest() for p in draws] == [space.random_policy(s, num_classes=10).digest() for s in (1001, 1002, 1003)]
+    assert len({p.digest() for p in draws}) == 3
+    for policy in draws:
+        policy.validate()
+        assert Policy.from_json(policy.to_json()).digest() == policy.digest()
+        assert policy.meta["random_seed"] in (1001, 1002, 1003) and policy.meta["search_space_hash"] == space.digest()
+
+
+def test_random_controls_keep_the_policies_of_the_recorded_bench_rows():
+    # scripts/bench_policies.py draws random-i with seed 1000 + i; these digests are the
+    # policy_hash of the random-i rows in docs/bench_policies.csv and bench_policies_random_light.csv
+    aa, light = (load_space(str(ROOT / "search_spaces" / f"{n}.yaml")) for n in ("autoaugment", "autoaugment_light"))
+    assert [aa.random_policy(1000 + i).digest() for i in (1, 2, 3)] == ["5b0b7512829a", "50b097e14bf3", "f8f5c032ec61"]
+    assert [light.random_policy(1000 + i).digest() for i in (1, 2)] == ["80fcac7c392f", "0c08ef165305"]

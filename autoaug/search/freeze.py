@@ -31,7 +31,9 @@ def best_by_policy(trials: list[TrialRecord]) -> tuple[TrialRecord, float, list]
 def best_policy(study: str, tracking_uri: str, storage: str | None = None, top: int = 1) -> Policy:
     """The best complete trial's policy, with its provenance in ``policy.meta``.
 
-    A policy that several trials evaluated is ranked by their mean (`best_by_policy`);
+    When the study made a selection (``selection.top_k``), its winner by the mean over its
+    paired seeds, with the gap to the best baseline in ``meta["paired_selection"]``. Otherwise a
+    policy that several trials evaluated is ranked by their mean (`best_by_policy`);
     its meta then lists them (``evaluations``, ``trials``). From the Optuna storage when one
     is given, else from the study's MLflow runs. With ``top`` N > 1, the union of the
     sub-policies of the N best searched trials of every fold (Fast AutoAugment's final
@@ -51,6 +53,16 @@ def best_policy(study: str, tracking_uri: str, storage: str | None = None, top: 
     Raises:
         ConfigError: ``top`` < 1, or the study has no complete trial.
         TrackingError: no such study in the store.
+
+    >>> from autoaug.config import load_experiment
+    >>> from autoaug.search import run_search
+    >>> exp = load_experiment(None, ["name=doc", "n_trials=2", "baselines=[none]", "data.n_train=60",
+    ...                              "data.n_val=30", "training.epochs=1", "driver.pruner=none",
+    ...                              "tracking_uri=sqlite:///" + tmp + "/mlflow.db"])
+    >>> _ = run_search(exp, progress=False)
+    >>> policy = best_policy("doc", exp.tracking_uri)
+    >>> policy.meta["study"], policy.meta["trial"] in (0, 1)
+    ('doc', True)
     """
     if top < 1:
         raise ConfigError(f"--top must be at least 1, got {top}")
@@ -61,6 +73,11 @@ def best_policy(study: str, tracking_uri: str, storage: str | None = None, top: 
     if ranked is None:
         raise ConfigError(f"study {study!r} has no complete trial yet")
     best, mean, numbers = ranked
+    selection = tracker.read_selection() if top == 1 else None
+    if selection is not None:  # paired seeds decided: the selection's winner, by its mean
+        winner = selection["winner"]
+        best = next(t for t in trials if t.number == winner["trial"])
+        mean, numbers = winner["mean"], [best.number]
     meta = {"study": study, "trial": best.number, "run_id": best.run_id, "val_accuracy": mean,
             "search_space_hash": parent.params.get("search_space_hash", ""),
             "code_version": parent.tags.get("autoaug.code_version", ""),
@@ -69,6 +86,9 @@ def best_policy(study: str, tracking_uri: str, storage: str | None = None, top: 
         return merge_top(trials, policy_of, top, f"{study}-top{top}", meta)
     if len(numbers) > 1:
         meta.update(evaluations=len(numbers), trials=numbers)
+    if selection is not None:
+        meta["paired_selection"] = {k: selection[k] for k in ("seeds", "gap", "sentence")}
+        meta["paired_selection"]["reference"] = (selection["reference"] or {}).get("baseline")
     policy = policy_of(best)
     return Policy(policy.sub_policies, policy.stages, policy.ranges,
                   policy.name or f"{study}-trial{best.number}", meta, class_policies=policy.class_policies)

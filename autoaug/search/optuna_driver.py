@@ -268,6 +268,8 @@ def run(ctx: StudyContext, progress: bool = True) -> tuple[dict, bool]:
     complete, pruned or running. Returns (figures for the parent run, whether no other
     worker still runs a trial)."""
     exp = ctx.exp
+    if progress:  # Optuna's INFO line per trial would cut through the progress bar
+        optuna.logging.set_verbosity(optuna.logging.WARNING)
     study, created = open_study(exp)
     attach_tracking(ctx, study, created)
     ctx.prepare_evaluation()

@@ -39,6 +39,23 @@ class Suggest(Protocol):
     def float(self, name: str, low: float, high: float): ...
 
 
+class RandomSuggest:
+    """A Suggest that answers with uniform draws from numpy's ``default_rng(seed)``."""
+
+    def __init__(self, seed: int):
+        import numpy as np
+        self.rng = np.random.default_rng(seed)
+
+    def categorical(self, name, choices):
+        return choices[int(self.rng.integers(len(choices)))]
+
+    def int(self, name, low, high):
+        return int(self.rng.integers(low, high + 1))
+
+    def float(self, name, low, high):
+        return float(self.rng.uniform(low, high))
+
+
 @dataclass(frozen=True)
 class SearchSpace:
     kind: str
@@ -54,6 +71,8 @@ class SearchSpace:
     optional_stages: tuple = ()
     stage_magnitudes: tuple = ()
     name: str = ""
+    # (op, classes): ops of a per-class space left out of those classes' choices (`honouring`)
+    class_forbidden: tuple = ()
 
     def to_dict(self) -> dict:
         d = {"kind": self.kind, "ops": list(self.ops), "sub_policies": self.sub_policies,
@@ -66,7 +85,43 @@ class SearchSpace:
             d["optional_stages"] = list(self.optional_stages)
         if self.stage_magnitudes:
             d["stage_magnitudes"] = list(self.stage_magnitudes)
+        if self.class_forbidden:
+            d["class_forbidden"] = {op: list(classes) for op, classes in self.class_forbidden}
         return d
+
+    def honouring(self, forbidden) -> "SearchSpace":
+        """This space without the ops that change the dataset's labels (`autoaug.labels.ForbiddenOps`).
+
+        Stages (flip...) and the ops of sub-policies that reach every class lose every op
+        forbidden for some class; a per-class space keeps an op forbidden for some classes
+        only, out of those classes' choices. Deterministic: one space per dataset, one digest.
+        """
+        if not forbidden:
+            return self
+        gone = forbidden.everywhere if self.per_class else forbidden.anywhere
+        ops = tuple(op for op in self.ops if op not in gone)
+        if not ops:
+            raise ConfigError(f"search space {self.name or 'inline'}: every op of it changes the labels "
+                              f"of {forbidden.dataset} (data.forbidden_ops); add ops that keep them")
+        bad_stages = {st for st in self.stages if st != POLICY_STAGE and STAGES[st].op in forbidden.anywhere}
+        partial = tuple((op, tuple(sorted(forbidden.classes(op)))) for op in ops
+                        if self.per_class and forbidden.classes(op))
+        space = dataclasses.replace(
+            self, ops=ops, stages=tuple(st for st in self.stages if st not in bad_stages),
+            optional_stages=tuple(st for st in self.optional_stages if st not in bad_stages),
+            stage_magnitudes=tuple(st for st in self.stage_magnitudes if st not in bad_stages),
+            class_forbidden=partial)
+        for c in sorted({c for _, classes in partial for c in classes}):
+            if not space.class_ops(c):
+                raise ConfigError(f"search space {self.name or 'inline'}: every op of it changes the labels "
+                                  f"of class {c} of {forbidden.dataset}; add ops that keep them")
+        return space
+
+    def class_ops(self, c: int | None = None) -> list:
+        """The op choices of class `c`'s sub-policies (None: sub-policies for every class)."""
+        if c is None:
+            return list(self.ops)
+        return [op for op in self.ops if not any(op == o and c in classes for o, classes in self.class_forbidden)]
 
     def digest(self) -> str:
         return hashlib.sha256(json.dumps(self.to_dict(), sort_keys=True).encode()).hexdigest()[:12]
@@ -79,13 +134,13 @@ class SearchSpace:
         return [">".join(p) for p in itertools.permutations(self.stages)]
 
     # ------------------------------------------------------------------ sampling
-    def _sub_policies(self, suggest: Suggest, prefix: str = "") -> list:
+    def _sub_policies(self, suggest: Suggest, prefix: str = "", c: int | None = None) -> list:
         subs = []
         for k in range(self.sub_policies):
             steps = []
             for s in range(self.steps):
                 key = f"{prefix}sp{k}.step{s}"
-                op = suggest.categorical(f"{key}.op", list(self.ops))
+                op = suggest.categorical(f"{key}.op", self.class_ops(c))
                 p = suggest.categorical(f"{key}.p", list(self.probabilities))
                 level = suggest.categorical(f"{key}.level", list(self.levels))
                 steps.append(Step(op, float(p), float(level)))
@@ -98,7 +153,7 @@ class SearchSpace:
             if num_classes < 1:
                 raise ConfigError("a per-class search space needs the dataset's number of classes")
             subs = []
-            groups = tuple(ClassPolicy((c,), tuple(self._sub_policies(suggest, f"c{c}.")))
+            groups = tuple(ClassPolicy((c,), tuple(self._sub_policies(suggest, f"c{c}.", c)))
                            for c in range(num_classes))
         elif self.kind == "autoaugment":
             subs = self._sub_policies(suggest)
@@ -117,6 +172,15 @@ class SearchSpace:
         dropped = {st for st in self.optional_stages if not suggest.categorical(f"stage.{st}", [True, False])}
         order = [self._stage(st, suggest) for st in order if st not in dropped]
         return Policy(tuple(subs), (), self.ranges, class_policies=groups).with_stages(order)
+
+    def random_policy(self, seed: int, num_classes: int = 0) -> Policy:
+        """A policy drawn uniformly from the space (every parameter uniform over its choices):
+        what a search has to beat. The same seed gives the same policy; ``meta`` records the
+        seed and the space. ``num_classes``: a per-class space's number of classes.
+        """
+        policy = self.sample(RandomSuggest(seed), num_classes)
+        return dataclasses.replace(policy, meta={"random_seed": seed, "search_space": self.name,
+                                                 "search_space_hash": self.digest()})
 
     def _stage(self, name: str, suggest: Suggest):
         """A stage's name, or its Step at a searched level when it is in stage_magnitudes."""

@@ -14,6 +14,7 @@ from typing import Callable
 from .. import tracking
 from ..config import Experiment
 from ..data import load_dataset, reduced_split
+from ..labels import forbidden_ops, policy_for
 from ..policy import Policy, builtin
 from .space import SearchSpace, load_space
 
@@ -46,22 +47,27 @@ class StudyContext:
     num_classes: int = 0
     outcomes: list = field(default_factory=list)
     evaluator: object | None = None  # a DensityEvaluator under `evaluation: density-matching`
+    allow_forbidden_ops: bool = False  # baselines run as written, even with ops that change labels
 
     @classmethod
-    def create(cls, exp: Experiment) -> "StudyContext":
-        """Check the space, the baselines, the data and the tracking URI; write nothing yet."""
+    def create(cls, exp: Experiment, allow_forbidden_ops: bool = False) -> "StudyContext":
+        """Check the space, the baselines, the data and the tracking URI; write nothing yet.
+
+        The space leaves out the ops that change the dataset's labels (`autoaug.labels`).
+        """
         tracking.check_uri(exp.tracking_uri)
-        space = load_space(exp.space_source)
+        space = load_space(exp.space_source).honouring(forbidden_ops(exp))
         for name in exp.baselines + (exp.density.train_policy,):
             builtin(name)  # a bad policy name fails now, before anything is written
         ds = load_dataset(exp.resolve(exp.data.source))
         arrays = reduced_split(ds, exp.data.n_train, exp.data.n_val, seed=exp.data.split_seed)
-        return cls(exp, space, None, arrays, ds.num_classes)
+        return cls(exp, space, None, arrays, ds.num_classes, allow_forbidden_ops=allow_forbidden_ops)
 
     def track(self, parent_id: str | None = None, new: bool = False) -> str:
         """Open the MLflow store and adopt (or create) the study's parent run; its id."""
         exp = self.exp
         self.tracker = tracking.Tracker(exp.tracking_uri, exp.name)
+        self.tracker.dataset = tracking.dataset_input(exp.data.source, self.arrays, self.num_classes)
         return self.tracker.start_study(exp.name, exp.to_dict(), self.space.to_dict(), self.space.digest(),
                                         exp.storage, parent_id=parent_id, new=new)
 
@@ -72,18 +78,20 @@ class StudyContext:
             self.evaluator = DensityEvaluator(self.exp, self.arrays, self.num_classes).prepare(self.tracker, log)
 
     def baseline_policy(self, name: str) -> Policy:
-        return builtin(name)
+        """A built-in adapted to the dataset (on digits `standard` is the crop alone)."""
+        return policy_for(name, forbidden_ops(self.exp), allow=self.allow_forbidden_ops)
 
     def run_trial(self, number: int, policy: Policy, driver_params: dict, *,
                   report: Callable[[int, float], None] | None = None,
                   pruned: type[BaseException] = (), baseline: str | None = None,
-                  epochs: int | None = None,
+                  epochs: int | None = None, seed: int | None = None,
                   on_start: Callable[[str], None] | None = None) -> TrialOutcome:
         """Evaluate `policy`, log everything to a child run, return the outcome.
 
         Proxy training trains the proxy model; density matching scores the policy with the
         study's K models (steps are folds, not epochs). `report(step, val_accuracy)` is
-        the driver's pruning hook; it raises `pruned`.
+        the driver's pruning hook; it raises `pruned`. A `seed` makes it a selection run:
+        trial `number`'s policy trained again with that seed (logged with role selection).
         Exceptions propagate after the run is closed as failed (or pruned).
         """
         from ..preview import grid_image
@@ -93,6 +101,8 @@ class StudyContext:
         exp = self.exp
         x_tr, y_tr, x_val, y_val = self.arrays
         tags = {"autoaug.baseline": baseline} if baseline else {}
+        if seed is not None:
+            tags.update({"autoaug.role": tracking.SELECTION, "autoaug.seed": seed})
         run_id = self.tracker.start_trial(number, policy, driver_params, tags)
         if on_start is not None:
             on_start(run_id)
@@ -117,7 +127,7 @@ class StudyContext:
                             if math.isfinite(v)}}
             else:
                 result = train_model(x_tr, y_tr, x_val, y_val, policy, num_classes=self.num_classes,
-                                     on_epoch=on_epoch, **exp.train_args(seed=exp.seed + number, epochs=epochs))
+                                     on_epoch=on_epoch, **exp.train_args(seed=exp.trial_seed(number) if seed is None else seed, epochs=epochs))
                 scores = {}
                 final = {"val_accuracy_final": result.val_accuracy,
                          "best_val_accuracy": result.best_val_accuracy, "train_s": result.seconds,
