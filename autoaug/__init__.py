@@ -13,7 +13,7 @@ __all__ = ["Policy", "PolicyError", "Step", "load_policy", "__version__"]
 _URI_SCHEMES = ("runs:/", "models:/", "mlflow-artifacts:/")
 
 
-def load_policy(source) -> Policy:
+def load_policy(source, tracking_uri: str | None = None) -> Policy:
     """A Policy from a JSON file path, a built-in name, or an MLflow URI.
 
     Examples: ``load_policy("policy.json")``, ``load_policy("autoaugment-cifar10+standard+cutout")``,
@@ -23,6 +23,8 @@ def load_policy(source) -> Policy:
         source: a Policy (returned as it is); a path (``str`` or ``os.PathLike``) to a
             policy JSON file; a built-in spec as ``builtin`` takes; or an MLflow artifact
             URI (``runs:/``, ``models:/``, ``mlflow-artifacts:/``).
+        tracking_uri: the MLflow store of a ``runs:/`` URI (default: MLflow's default);
+            a store that does not exist is an error, never created.
 
     Returns:
         The Policy.
@@ -50,13 +52,15 @@ def load_policy(source) -> Policy:
     source = os.fspath(source)
     if source.startswith(_URI_SCHEMES):
         from . import tracking
-        return Policy.from_json(tracking.read_artifact_text(source))
+        return Policy.from_json(tracking.read_artifact_text(source, tracking_uri))
     if source.endswith(".json") or os.path.sep in source or os.path.exists(source):
         try:
             with open(source) as f:
                 text = f.read()
         except OSError as e:
             raise PolicyError(f"cannot read policy file {source}: {e.strerror}") from None
+        except UnicodeDecodeError:
+            raise PolicyError(f"{source} is not a text file (a policy file is JSON)") from None
         try:
             return Policy.from_json(text)
         except PolicyError as e:

@@ -1,20 +1,47 @@
-"""`autoaug ...` commands: parse, call the library, print. A user's mistake is one line and exit 2."""
+"""`autoaug ...` commands: parse, call the library, print.
+
+Every exception ends in `main`, the one place that turns it into one line on stderr and an
+exit code:
+
+====  =======================================================================================
+0     done
+1     an internal failure (one line; ``--verbose`` shows the traceback), or a search in which
+      every trial failed (one line summing up the reasons)
+2     a user's mistake: bad input, a doomed run refused before it started, an output that
+      would overwrite an input, a store of the wrong kind or out of reach; nothing is written
+130   stopped by SIGINT (Ctrl-C); 143: by SIGTERM. The running trial ends FAILED
+      ("interrupted") and is queued again, every MLflow run is closed; a second signal stops at once
+====  =======================================================================================
+"""
 from __future__ import annotations
 
 import argparse
 import os
+import signal
 import sys
 
-USER_ERROR = 2
+OK, INTERNAL_ERROR, USER_ERROR = 0, 1, 2
+EXIT_SIGNAL = {signal.SIGINT: 130, signal.SIGTERM: 143}
+
+
+class Interrupted(KeyboardInterrupt):
+    """SIGINT or SIGTERM, raised where the program is, so that it cleans up on its way out."""
+
+    def __init__(self, signum: int):
+        super().__init__(signal.Signals(signum).name)
+        self.signum = signum
 
 
 def _user_errors():
     from .config import ConfigError
     from .data import DataError
+    from .files import OutputError
+    from .models import ModelError
     from .opspec import OpError
     from .policy import PolicyError
+    from .stores import StoreError
     from .tracking import TrackingError
-    return (ConfigError, DataError, OpError, PolicyError, TrackingError)
+    return (ConfigError, DataError, OpError, PolicyError, TrackingError, OutputError, ModelError, StoreError)
 
 
 def _overrides(args) -> list[str]:
@@ -61,6 +88,20 @@ def _run_workers(args) -> int:
                 p.wait()
 
 
+def _all_failed(exp, frame, ctx=None) -> int:
+    """A study whose every trial failed: one line with the reasons, exit 1; else 0."""
+    from collections import Counter
+    if not len(frame) or (frame["state"] != "failed").any():
+        return OK
+    reasons = Counter(o.reason or "unknown" for o in ctx.outcomes if o.state == "failed") if ctx else Counter()
+    if not reasons and "reason" in frame:
+        reasons = Counter(r or "unknown" for r in frame["reason"])
+    text = "; ".join(f"{n}x {r[:160]}" for r, n in reasons.most_common(3))
+    print(f"autoaug: error: every trial of study {exp.name} failed ({len(frame)} trials): {text}",
+          file=sys.stderr)
+    return INTERNAL_ERROR
+
+
 def cmd_search(args) -> int:
     import pandas as pd
     from .config import ConfigError
@@ -91,7 +132,7 @@ def cmd_search(args) -> int:
             print(done[done["kind"] == "searched"].head(5)[["trial", "val_accuracy", "duration_s", "stages", "summary"]].to_string(index=False))
         counts = frame["state"].value_counts().to_dict()
         print(f"\ntrials: {counts}; MLflow experiment '{exp.name}' at {redact(exp.tracking_uri)}")
-    return 0
+    return _all_failed(exp, frame, ctx if args.workers == 1 else None)
 
 
 def cmd_worker(args) -> int:
@@ -105,15 +146,26 @@ def cmd_worker(args) -> int:
     mine = sum(1 for o in ctx.outcomes if o.state == "complete")
     counts = frame["state"].value_counts().to_dict() if len(frame) else {}
     print(f"worker {worker_id()} done: {mine} trials completed here; study {exp.name}: {counts}")
-    return 0
+    return _all_failed(exp, frame, ctx)
 
 
 def cmd_preview(args) -> int:
     from . import load_policy
+    from .config import ConfigError
     from .data import load_dataset
+    from .files import check_output
     from .preview import write_preview
+    for flag, value, low, high in (("--n", args.n, 1, 64), ("--copies", args.copies, 1, 32)):
+        if not low <= value <= high:
+            raise ConfigError(f"{flag} must be in {low}..{high}, got {value}")
+    inputs = {"policy file": args.policy if os.path.isfile(args.policy) else None,
+              "dataset": args.data if os.path.isfile(args.data) else None}
+    check_output(args.out, inputs, "--out")
     policy = load_policy(args.policy)
     ds = load_dataset(args.data)
+    if not 0 <= args.offset < len(ds.x_train):
+        raise ConfigError(f"--offset must be in 0..{len(ds.x_train) - 1} (the {len(ds.x_train)} train "
+                          f"images of {args.data}), got {args.offset}")
     path = write_preview(ds.x_train[args.offset:], policy, args.out, n=args.n, copies=args.copies,
                          seed=args.seed, y=ds.y_train[args.offset:])
     print(f"wrote {path}: originals in the first row, {args.copies} augmented rows of {policy.name or args.policy}")
@@ -122,7 +174,7 @@ def cmd_preview(args) -> int:
 
 def _study_args(args) -> tuple[str, str, str | None]:
     """(study, tracking URI, storage) from --experiment and/or explicit flags."""
-    from .config import ConfigError
+    from .config import ConfigError, check_study_name
     exp = None
     if args.experiment:
         from .config import load_experiment
@@ -130,14 +182,24 @@ def _study_args(args) -> tuple[str, str, str | None]:
     study = args.study or (exp.name if exp else None)
     if not study:
         raise ConfigError("name the study: --study-name NAME or --experiment FILE")
+    check_study_name(study, "--study-name")
     uri = args.tracking_uri or (exp.tracking_uri if exp else "sqlite:///mlflow.db")
     storage = getattr(args, "storage", None)
     return study, uri, storage
 
 
+def _read_inputs(args, uri: str, storage: str | None = None) -> dict:
+    """{what: file} that `best` and `compare` read: their outputs must not be one of them."""
+    from .stores import file_of
+    return {"MLflow tracking store": file_of(uri), "Optuna storage": file_of(storage),
+            "experiment file": args.experiment}
+
+
 def cmd_best(args) -> int:
+    from .files import check_output
     from .search import best_policy
     study, uri, storage = _study_args(args)
+    check_output(args.out, _read_inputs(args, uri, storage), "--out")
     policy = best_policy(study, uri, storage, top=args.top)
     policy.save(args.out)
     m = policy.meta
@@ -161,6 +223,9 @@ def cmd_compare(args) -> int:
     from . import tracking
     study, uri, _ = _study_args(args)
     from .search.selection import table
+    if args.csv:
+        from .files import check_output
+        check_output(args.csv, _read_inputs(args, uri), "--csv")
     tracker = tracking.open_study(uri, study)
     frame = tracker.trials_frame().sort_values("val_accuracy", ascending=False)
     with pd.option_context("display.width", 200, "display.max_colwidth", 60, "display.max_rows", 500):
@@ -191,10 +256,15 @@ def cmd_train(args) -> int:
             overrides.append(f"{key}={value}")
     exp = load_experiment(args.experiment, overrides)
     from .labels import forbidden_ops, policy_for
-    policy = policy_for(args.policy, forbidden_ops(exp), allow=args.allow_forbidden_ops)
+    from .preflight import check_stores_apart, check_training
+    check_stores_apart(exp, [args.policy])  # the MLflow store it writes is none of its inputs
+    tracking.check_uri(exp.tracking_uri)
+    policy = policy_for(args.policy, forbidden_ops(exp), allow=args.allow_forbidden_ops,
+                        tracking_uri=exp.tracking_uri)
     d = exp.data
     ds = load_dataset(exp.resolve(d.source))
     x_tr, y_tr, x_val, y_val = reduced_split(ds, d.n_train, d.n_val, seed=d.split_seed)
+    check_training(exp, (x_tr, y_tr, x_val, y_val), ds.num_classes, ds.image_shape)
     print(f"training {exp.model.name} on {len(x_tr)} images for {exp.training.epochs} epochs "
           f"with {policy.name or args.policy}; test split: {len(ds.x_test)} images")
     result = train_model(x_tr, y_tr, x_val, y_val, policy, num_classes=ds.num_classes,
@@ -219,7 +289,7 @@ def cmd_evaluate(args) -> int:
     specs = [p.strip() for p in (args.policies or "").split(",") if p.strip()]
     from_study = args.from_study or args.study_top > 0
     policies = resolve_policies(specs, exp, from_study=from_study, study_top=args.study_top,
-                                allow_forbidden_ops=args.allow_forbidden_ops)
+                                baselines=args.baselines, allow_forbidden_ops=args.allow_forbidden_ops)
     csv_path = args.csv or os.path.join("runs", "evaluate", f"{exp.name}.csv")
     result = evaluate(exp, policies, seeds, csv_path=csv_path, reference=args.reference,
                       study=exp.name if from_study else None, log=(lambda *_: None) if args.quiet else print,
@@ -321,6 +391,8 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--policies", help="comma-separated built-in names, policy JSON files or runs:/ URIs")
     e.add_argument("--from-study", action="store_true",
                    help="also the experiment's study: its frozen winner ('searched') and its baselines")
+    e.add_argument("--baselines", choices=["all", "best"], default="all",
+                   help="with --from-study: all the study's baselines, or only its best one")
     e.add_argument("--study-top", type=int, default=0, metavar="K",
                    help="also the study's K best distinct searched policies (implies --from-study)")
     e.add_argument("--seeds", default="3", help="a count (5: seeds 0-4) or a list (0,3,4); default 3")
@@ -344,16 +416,74 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+def _on_signal(signum, frame):
+    """First SIGINT/SIGTERM: raise `Interrupted` where the program is (it cleans up on its way
+    out); a second one while it does: stop at once."""
+    if getattr(_on_signal, "fired", False):
+        os.write(2, b"autoaug: stopped at once\n")
+        os._exit(EXIT_SIGNAL.get(signum, 130))
+    _on_signal.fired = True
+    raise Interrupted(signum)
+
+
+def _install_signal_handlers() -> dict:
+    """SIGINT and SIGTERM -> `_on_signal`; the handlers they replace (to restore)."""
+    _on_signal.fired = False
+    previous = {}
+    try:
+        for sig in EXIT_SIGNAL:
+            previous[sig] = signal.signal(sig, _on_signal)
+    except ValueError:  # not the main thread: leave signals alone
+        pass
+    return previous
+
+
+class _OneLineOptunaLog:
+    """Optuna's 'Trial N failed' warnings without their tracebacks (the reason is recorded)."""
+
+    def filter(self, record) -> bool:
+        if record.exc_info and isinstance(record.exc_info[1], KeyboardInterrupt):
+            return False
+        record.exc_info, record.exc_text = None, None
+        return True
+
+
+def _one_line(e: BaseException) -> str:
+    text = (str(e).strip().splitlines() or [""])[0][:300]
+    return f"{type(e).__name__}: {text}" if text else type(e).__name__
+
+
 def main(argv=None) -> int:
+    """Run one command; any exception becomes one line on stderr and an exit code (see above)."""
     args = build_parser().parse_args(argv)
-    if not getattr(args, "verbose", False):
+    verbose = getattr(args, "verbose", False)
+    if not verbose:
         from .quiet import silence_tensorflow
         silence_tensorflow()  # before anything imports TensorFlow
+        import logging
+        logging.getLogger("optuna").addFilter(_OneLineOptunaLog())
+    previous = _install_signal_handlers()
     try:
         return args.fn(args)
+    except KeyboardInterrupt as e:
+        signum = getattr(e, "signum", signal.SIGINT)
+        done = (": the running trial ended FAILED (interrupted) and is queued again; every MLflow run "
+                "is closed; run the same command to resume" if args.command in ("search", "worker") else "")
+        print(f"\nautoaug: interrupted by {signal.Signals(signum).name}{done}", file=sys.stderr)
+        return EXIT_SIGNAL.get(signum, 130)
     except _user_errors() as e:
         print(f"autoaug: error: {e}", file=sys.stderr)
         return USER_ERROR
+    except Exception as e:
+        if verbose:
+            import traceback
+            traceback.print_exc()
+        print(f"autoaug: internal error: {_one_line(e)}"
+              + ("" if verbose else f" (rerun with --verbose for the traceback)"), file=sys.stderr)
+        return INTERNAL_ERROR
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
 
 
 if __name__ == "__main__":

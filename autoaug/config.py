@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import math
 import os
 import re
 from dataclasses import dataclass, field
@@ -180,12 +181,30 @@ def _check(cfg: dict) -> None:
             continue
         if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
             raise ConfigError(f"'{key}' must be a positive integer, got {value!r}")
-    for key in ("training.learning_rate", "training.weight_decay", "training.label_smoothing"):
+    for key in ("training.learning_rate", "training.weight_decay", "training.label_smoothing",
+                "driver.prune_below"):
         value = get(cfg, key)
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0:
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not value >= 0 \
+                or not math.isfinite(value):
             raise ConfigError(f"'{key}' must be a non-negative number, got {value!r}")
-    if not isinstance(cfg["seed"], int) or isinstance(cfg["seed"], bool):
-        raise ConfigError(f"'seed' must be an integer, got {cfg['seed']!r}")
+    if cfg["training"]["learning_rate"] == 0:
+        raise ConfigError("'training.learning_rate' must be above 0 (nothing is learnt at 0)")
+    if not cfg["training"]["label_smoothing"] < 1:
+        raise ConfigError(f"'training.label_smoothing' must be in [0, 1), got {cfg['training']['label_smoothing']!r}")
+    if not cfg["driver"]["prune_below"] <= 1:
+        raise ConfigError(f"'driver.prune_below' is an accuracy in [0, 1], got {cfg['driver']['prune_below']!r}")
+    for key in ("seed", "data.split_seed", "driver.n_startup_trials"):
+        value = get(cfg, key)
+        if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= MAX_SEED:
+            raise ConfigError(f"'{key}' must be an integer in 0..{MAX_SEED}, got {value!r}")
+    if isinstance(cfg["preview_samples"], bool) or not isinstance(cfg["preview_samples"], int) \
+            or not 1 <= cfg["preview_samples"] <= 64:
+        raise ConfigError(f"'preview_samples' must be an integer in 1..64, got {cfg['preview_samples']!r}")
+    check_study_name(cfg["name"], "'name'")
+    for key in ("storage", "tracking_uri"):
+        value = cfg[key]
+        if not (value is None and key == "storage") and (not isinstance(value, str) or not value.strip()):
+            raise ConfigError(f"'{key}' must be a URL string, got {value!r}")
     if not isinstance(cfg["baselines"], (list, tuple)) or not all(isinstance(b, str) for b in cfg["baselines"]):
         raise ConfigError("'baselines' must be a list of policy names")
     if not isinstance(cfg["data"]["source"], str) or not cfg["data"]["source"]:
@@ -203,6 +222,18 @@ def _check(cfg: dict) -> None:
         raise ConfigError("'density.cache_dir' must be a folder path")
     if not isinstance(cfg["search_space"], (str, dict)):
         raise ConfigError("'search_space' must be a file path or a mapping")
+
+
+MAX_SEED = 2**31 - 1  # numpy, Keras, Optuna and KerasTuner all take seeds below 2**31
+_STUDY_NAME = re.compile(r"^\w[\w .+-]{0,127}$")
+
+
+def check_study_name(name, what: str = "the study name") -> str:
+    """Letters, digits, spaces and ``_ . + -`` (it names MLflow experiments, filters and folders)."""
+    if not isinstance(name, str) or not _STUDY_NAME.match(name) or name != name.strip():
+        raise ConfigError(f"{what} must be 1-128 letters, digits, spaces, '_', '.', '+' or '-' "
+                          f"(starting with a letter or digit), got {name!r}")
+    return name
 
 
 _EXPONENT = re.compile(r"^[+-]?(\d+\.?\d*|\.\d+)[eE][+-]?\d+$")  # 1e30, which YAML 1.1 reads as text
@@ -246,6 +277,10 @@ def read_yaml(path: str, what: str) -> dict:
         mark = getattr(e, "problem_mark", None)
         where = f" at line {mark.line + 1}" if mark else ""
         raise ConfigError(f"{path} is not valid YAML{where}") from None
+    except UnicodeDecodeError:
+        raise ConfigError(f"{path} is not a text file (a {what} file is YAML)") from None
+    except (RecursionError, MemoryError):
+        raise ConfigError(f"{path} is nested too deeply to be a {what} file") from None
     if data is None:
         data = {}
     if not isinstance(data, dict):
@@ -292,4 +327,7 @@ def load_experiment(path: str | None, overrides: list[str] = ()) -> Experiment:
     autoaug.config.ConfigError: experiment: unknown key 'training.epoch' (known: batch_size, epochs, label_smoothing, learning_rate, weight_decay)
     """
     raw = read_yaml(path, "experiment") if path else {}
-    return _build(apply_overrides(raw, list(overrides)), path)
+    try:
+        return _build(apply_overrides(raw, list(overrides)), path)
+    except RecursionError:
+        raise ConfigError(f"{path or 'experiment'}: nested too deeply to be an experiment") from None

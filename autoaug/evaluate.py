@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 from .config import ConfigError, Experiment
 from .policy import Policy
 from .stats import PairedGap, paired_gap
+from .stores import file_of
 
 FIDELITY_OK = 0.5  # below this, the proxy's ranking is no guide to full training
 CSV_COLUMNS = ["policy", "seed", "test_accuracy", "val_accuracy", "train_s", "policy_hash", "setting",
@@ -71,10 +72,10 @@ class Evaluation:
         return "\n".join(lines)
 
     def fidelity_text(self) -> str:
+        if self.fidelity_n < 3:
+            return f"proxy fidelity: {self.fidelity_n} policies of the study, too few to rank (3 or more)"
         text = (f"proxy fidelity: Spearman {self.fidelity:+.2f} between search score and test accuracy "
                 f"over {self.fidelity_n} policies")
-        if self.fidelity_n < 3:
-            return text + " (too few to judge)"
         if not self.fidelity >= FIDELITY_OK:
             return text + " - the search's proxy cannot rank these policies; its scores say little about full training"
         return text
@@ -130,8 +131,10 @@ def summarize(runs: list[dict], reference: str | None = None, baselines: tuple =
 
 
 def setting_key(exp: Experiment) -> str:
-    """What makes two runs of one (policy, seed) the same run: data, split, model, schedule."""
-    spec = {"data": exp.to_dict()["data"], "train": {k: v for k, v in exp.train_args().items() if k != "seed"}}
+    """What makes two runs of one (policy, seed) the same run: data, split, model, schedule.
+    (The forbidden ops change policies, which the rows' policy_hash already tells apart.)"""
+    data = {k: v for k, v in exp.to_dict()["data"].items() if k != "forbidden_ops"}
+    spec = {"data": data, "train": {k: v for k, v in exp.train_args().items() if k != "seed"}}
     return hashlib.sha256(json.dumps(spec, sort_keys=True).encode()).hexdigest()[:12]
 
 
@@ -167,12 +170,15 @@ def _append_row(path: str, row: dict) -> None:
 
 
 def resolve_policies(specs: list, exp: Experiment | None = None, from_study: bool = False,
-                     study_top: int = 0, allow_forbidden_ops: bool = False) -> list[tuple[str, Policy]]:
+                     study_top: int = 0, baselines: str = "all",
+                     allow_forbidden_ops: bool = False) -> list[tuple[str, Policy]]:
     """[(label, Policy)] from built-in names, JSON files, runs:/ URIs or Policy objects.
 
     ``from_study``: the study's frozen winner (``autoaug best``) labelled ``searched``,
     then the experiment's baselines, then `specs`. ``study_top`` K: also the study's K best
-    distinct searched policies (``trial-N``), e.g. to measure proxy fidelity. Built-ins are adapted to the dataset
+    distinct searched policies (``trial-N``), e.g. to measure proxy fidelity. ``baselines``
+    ``best``: of the study's baselines only the one it scored best. A policy named twice
+    (the same label and policy) is evaluated once. Built-ins are adapted to the dataset
     (`autoaug.labels.policy_for`: on digits `standard` is the crop alone) unless
     `allow_forbidden_ops`; `evaluate` refuses the others if they change labels.
     """
@@ -180,16 +186,21 @@ def resolve_policies(specs: list, exp: Experiment | None = None, from_study: boo
     rules = forbidden_ops(exp) if exp is not None else ForbiddenOps()
 
     def load_policy(source):
-        return policy_for(source, rules, allow=allow_forbidden_ops)
+        return policy_for(source, rules, allow=allow_forbidden_ops,
+                          tracking_uri=exp.tracking_uri if exp is not None else None)
     out: list[tuple[str, Policy]] = []
     if from_study or study_top:
         from . import tracking
         from .search.freeze import best_by_policy, best_policy
         winner = best_policy(exp.name, exp.tracking_uri)
         out.append(("searched", winner))
-        out += [(name, load_policy(name)) for name in exp.baselines]
         tracker = tracking.open_study(exp.tracking_uri, exp.name)
-        searched = [t for t in tracker.trial_records() if t.complete and not t.baseline]
+        records = [t for t in tracker.trial_records() if t.complete]
+        names = list(exp.baselines)
+        if baselines == "best" and any(t.baseline for t in records):
+            names = [best_by_policy([t for t in records if t.baseline])[0].baseline]
+        out += [(name, load_policy(name)) for name in names]
+        searched = [t for t in records if not t.baseline]
         seen = {winner.digest()}
         while study_top and searched:
             head, _, numbers = best_by_policy(searched)
@@ -207,6 +218,8 @@ def resolve_policies(specs: list, exp: Experiment | None = None, from_study: boo
         else:
             label = os.path.splitext(os.path.basename(spec))[0] if spec.endswith(".json") else spec
             out.append((label, load_policy(spec)))
+    out = [pair for i, pair in enumerate(out)
+           if not any(pair[0] == o[0] and pair[1].digest() == o[1].digest() for o in out[:i])]
     labels = [label for label, _ in out]
     duplicated = sorted({label for label in labels if labels.count(label) > 1})
     if duplicated:
@@ -261,9 +274,15 @@ def evaluate(exp: Experiment, policies: list, seeds: list[int], *, csv_path: str
         for label, policy in pairs:
             rules.check(policy, label)
     uri = tracking_uri or exp.tracking_uri
+    from .files import check_output
+    from .preflight import check_stores_apart, check_training, inputs_of
+    check_stores_apart(exp)  # preflight: nothing is trained or written before it passes
+    check_output(csv_path, {**inputs_of(exp, [p for p in policies if isinstance(p, str)]),
+                            "MLflow tracking store": file_of(uri)}, "--csv")
     tracking.check_uri(uri)
     ds = load_dataset(exp.resolve(exp.data.source))
     x_tr, y_tr, x_val, y_val = reduced_split(ds, exp.data.n_train, exp.data.n_val, seed=exp.data.split_seed)
+    check_training(exp, (x_tr, y_tr, x_val, y_val), ds.num_classes, ds.image_shape)
     setting = setting_key(exp)
     done = finished_runs(csv_path, exp, pairs)
     todo = [(label, policy, seed) for seed in seeds for label, policy in pairs if (label, seed) not in done]

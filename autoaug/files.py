@@ -15,6 +15,47 @@ import subprocess
 _PACKAGE_DIR = os.path.dirname(os.path.abspath(__file__))
 
 
+class OutputError(OSError):
+    """An output path that cannot be written, or that would replace one of the run's inputs
+    (an OSError, so callers that shrug off an unwritable cache still do)."""
+
+
+def check_output(path: str | os.PathLike, inputs: dict | None = None, flag: str = "output") -> str:
+    """Refuse, before anything runs, an output that would overwrite an input or cannot be written.
+
+    Args:
+        path: the file the command will write (replace, or append to).
+        inputs: {what: path} of the run's inputs and stores (None values are skipped).
+        flag: how the message names the output (``--out``).
+
+    Returns:
+        ``path`` as a string.
+
+    Raises:
+        OutputError: ``path`` is one of ``inputs``, a folder, or in a folder that is missing
+            and cannot be created, or that cannot be written.
+    """
+    from .stores import same_file
+    path = os.fspath(path)
+    for what, source in (inputs or {}).items():
+        if source and same_file(path, os.fspath(source)):
+            raise OutputError(f"{flag} {path} is the {what}; it would be overwritten: "
+                              f"write to another file")
+    if os.path.isdir(path):
+        raise OutputError(f"{flag} {path} is a folder; give a file name")
+    folder = os.path.dirname(os.path.abspath(path))
+    existing = folder
+    while not os.path.isdir(existing):  # the nearest folder that exists must be writable
+        if os.path.exists(existing):
+            raise OutputError(f"{flag} {path}: {existing} is not a folder")
+        existing = os.path.dirname(existing)
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise OutputError(f"{flag} {path}: cannot write in {existing} (permission denied)")
+    if os.path.exists(path) and not os.access(path, os.W_OK):
+        raise OutputError(f"{flag} {path} is read-only")
+    return path
+
+
 @contextlib.contextmanager
 def atomic_path(path: str | os.PathLike):
     """Yield a temporary path next to ``path``; when the block succeeds it replaces ``path``.
@@ -23,10 +64,17 @@ def atomic_path(path: str | os.PathLike):
     ``model.save_weights``). The temporary name ends with the target's own name, so writers
     that pick the format from the suffix (``.png``, ``.npz``, ``.weights.h5``) see the same
     one. The writer creates the file itself, so it gets the usual permissions.
+    A path that cannot be written (a folder, a read-only folder) raises `OutputError`, one
+    line, with no temporary file left behind.
     """
     path = os.fspath(path)
     folder = os.path.dirname(os.path.abspath(path))
-    os.makedirs(folder, exist_ok=True)
+    if os.path.isdir(path):
+        raise OutputError(f"cannot write {path}: it is a folder; give a file name")
+    try:
+        os.makedirs(folder, exist_ok=True)
+    except OSError as e:
+        raise OutputError(f"cannot write {path}: cannot create folder {folder} ({e.strerror})") from None
     tmp = os.path.join(folder, f".tmp-{os.getpid()}-{secrets.token_hex(4)}-{os.path.basename(path)}")
     try:
         yield tmp
@@ -36,9 +84,11 @@ def atomic_path(path: str | os.PathLike):
         finally:
             os.close(fd)
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as e:
         with contextlib.suppress(OSError):
             os.unlink(tmp)
+        if isinstance(e, OSError) and not isinstance(e, OutputError) and e.filename in (tmp, path, folder):
+            raise OutputError(f"cannot write {path}: {e.strerror}") from None
         raise
 
 

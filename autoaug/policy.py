@@ -293,7 +293,12 @@ class Policy:
             d = json.loads(text)
         except json.JSONDecodeError as e:
             raise PolicyError(f"policy is not valid JSON: {e.msg} at line {e.lineno} column {e.colno}") from None
-        return cls.from_dict(d)
+        except RecursionError:
+            raise PolicyError("policy JSON is nested too deeply") from None
+        try:
+            return cls.from_dict(d)
+        except RecursionError:
+            raise PolicyError("policy JSON is nested too deeply") from None
 
     # ------------------------------------------------------------------ application
     # Delegates: `augment` (TensorFlow) depends on this module, never the reverse, so it

@@ -31,24 +31,56 @@ class TrackingError(RuntimeError):
     """The tracking store cannot be used; one line naming it."""
 
 
-def redact(url: str | None) -> str | None:
-    """Hide the password in scheme://user:password@host URLs (and ?password=... queries)."""
-    if not url:
-        return url
-    text = re.sub(r"(://[^/:@\s]*):[^@/\s]*@", r"\1:***@", str(url))
-    return re.sub(r"((?:password|passwd)=)[^&\s]*", r"\1***", text, flags=re.IGNORECASE)
+from .stores import redact  # noqa: E402  (one redaction for every store URL)
 
 
-def check_uri(tracking_uri: str) -> None:
-    """Fail early, before any store is created, when a SQLite store's folder does not exist."""
-    if tracking_uri.startswith("sqlite:///"):
-        folder = os.path.dirname(os.path.abspath(tracking_uri[len("sqlite:///"):]))
+def check_uri(tracking_uri: str, *, must_exist: bool = False) -> None:
+    """Fail early, before any store is created or written: a SQLite store whose folder does not
+    exist, a database of another program (an Optuna storage), a server that does not answer
+    (within `PROBE_TIMEOUT_S`), or with `must_exist` a store that is not there."""
+    from .stores import StoreError, check_kind, sqlite_path
+    path = sqlite_path(tracking_uri)
+    if path is not None and not must_exist:
+        folder = os.path.dirname(os.path.abspath(path))
         if not os.path.isdir(folder):
             raise TrackingError(f"cannot use MLflow tracking store {redact(tracking_uri)}: "
                                 f"folder {folder} does not exist; create it or fix --tracking-uri")
+    try:
+        kind = check_kind(tracking_uri, "mlflow", "--tracking-uri", must_exist=must_exist)
+    except StoreError as e:
+        raise TrackingError(str(e)) from None
+    if kind == "server" and tracking_uri.startswith(("http://", "https://")):
+        probe_server(tracking_uri)
+
+
+PROBE_TIMEOUT_S = 5
+
+
+def probe_server(url: str, timeout: float = PROBE_TIMEOUT_S) -> None:
+    """One request to an MLflow server's REST API; TrackingError at once when it does not answer.
+
+    Any HTTP answer (even 401/403: the server is there, credentials are MLflow's business) passes.
+    """
+    import urllib.error
+    import urllib.request
+    endpoint = url.rstrip("/") + "/api/2.0/mlflow/experiments/search?max_results=1"
+    try:
+        with urllib.request.urlopen(endpoint, timeout=timeout):
+            pass
+    except urllib.error.HTTPError:
+        return
+    except Exception as e:
+        why = getattr(e, "reason", None) or e
+        raise TrackingError(f"cannot reach MLflow server {redact(url)} (tried GET "
+                            f"/api/2.0/mlflow/experiments/search, {timeout:g} s timeout: {redact(str(why))}); "
+                            f"start the server or fix --tracking-uri") from None
 
 
 os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
+# A server that went away mid-run: a few retries with backoff (seconds, not MLflow's minutes).
+os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "3")
+os.environ.setdefault("MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR", "1")
+os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", "30")
 
 
 def _mlflow():
@@ -246,6 +278,11 @@ class Tracker:
         if done:
             self.client.set_terminated(self.parent_id, "FINISHED")
 
+    def stop_study(self) -> None:
+        """The study was interrupted: its parent run ends KILLED (a resume sets it RUNNING)."""
+        if self.client.get_run(self.parent_id).info.status == "RUNNING":
+            self.client.set_terminated(self.parent_id, "KILLED")
+
     # ------------------------------------------------------------------ trials
     def start_trial(self, number: int, policy, driver_params: dict, tags: dict | None = None) -> str:
         """A child run named for what the trial is (`trial_run_name`), with the dataset as input."""
@@ -358,7 +395,7 @@ class Tracker:
         self.log_metrics(self.parent_id, {"proxy_fidelity_spearman": spearman, "proxy_fidelity_policies": n})
 
     def read_text(self, run_id: str, path: str) -> str:
-        return read_artifact_text(f"runs:/{run_id}/{path}", self.uri)
+        return read_artifact_text(f"runs:/{run_id}/{path}", self.uri, checked=True)
 
     def trials_frame(self):
         """One row per trial run of this study (all workers), as a pandas DataFrame."""
@@ -372,12 +409,17 @@ class Tracker:
 
 
 def open_study(tracking_uri: str, study: str) -> Tracker:
-    """A Tracker attached to an existing study's parent run; error if there is none."""
-    if tracking_uri.startswith("sqlite:///") and not os.path.exists(tracking_uri[len("sqlite:///"):]):
-        raise TrackingError(f"MLflow store {tracking_uri} does not exist; check --tracking-uri")
+    """A Tracker attached to an existing study's parent run; error if there is none.
+    Reads only: a missing store is an error, never created."""
+    from .stores import sqlite_path
+    path = sqlite_path(tracking_uri)
+    if path is not None and not os.path.exists(path):
+        raise TrackingError(f"MLflow store {redact(tracking_uri)} does not exist; check --tracking-uri")
+    check_uri(tracking_uri, must_exist=True)
     tracker = Tracker.__new__(Tracker)
-    tracker.uri, tracker.experiment_name, tracker.client = tracking_uri, study, client(tracking_uri)
+    tracker.uri, tracker.experiment_name = tracking_uri, study
     try:
+        tracker.client = client(tracking_uri)
         exp = tracker.client.get_experiment_by_name(study)
     except Exception as e:
         raise TrackingError(f"cannot use MLflow tracking store {redact(tracking_uri)}: "
@@ -460,16 +502,22 @@ class EvaluationLog:
         client.set_terminated(self.parent_id, "FINISHED")
 
 
-def read_artifact_text(uri: str, tracking_uri: str | None = None) -> str:
-    """The text of an artifact addressed as runs:/<run_id>/path (or any MLflow artifact URI)."""
+def read_artifact_text(uri: str, tracking_uri: str | None = None, checked: bool = False) -> str:
+    """The text of an artifact addressed as runs:/<run_id>/path (or any MLflow artifact URI),
+    from `tracking_uri` (default: MLflow's, ``$MLFLOW_TRACKING_URI`` or ``sqlite:///mlflow.db``).
+    Reads only: a missing store is an error, never created."""
     mlflow = _mlflow()
-    if tracking_uri:
-        mlflow.set_tracking_uri(tracking_uri)
+    store = tracking_uri or mlflow.get_tracking_uri()
+    if uri.startswith("runs:/") and not checked:  # a Tracker's store is checked already
+        check_uri(store, must_exist=True)
     try:
-        return mlflow.artifacts.load_text(uri)
+        with tempfile.TemporaryDirectory() as tmp:
+            local = mlflow.artifacts.download_artifacts(artifact_uri=uri, dst_path=tmp, tracking_uri=store)
+            with open(local) as f:
+                return f.read()
     except Exception as e:
-        raise TrackingError(f"cannot read {uri} from MLflow ({redact(mlflow.get_tracking_uri())}): "
-                            f"{redact(str(e).splitlines()[0][:200])}") from None
+        text = (str(e).strip().splitlines() or [type(e).__name__])[0][:200]
+        raise TrackingError(f"cannot read {uri} from MLflow ({redact(store)}): {redact(text)}") from None
 
 
 @dataclass(frozen=True)
@@ -488,6 +536,7 @@ class TrialRecord:
     folds: tuple = ()  # density matching: accuracy per fold (None for a gap)
     classes: tuple = ()  # and per class
     seed: int | None = None  # the training seed of a selection run
+    reason: str = ""  # why a failed trial failed (``interrupted`` for SIGINT/SIGTERM)
 
     @property
     def complete(self) -> bool:
@@ -504,7 +553,8 @@ def trial_record(run) -> TrialRecord:
         duration_s=metrics.get("duration_s", float("nan")), stages=params.get("stages", ""),
         summary="; ".join(params[k] for k in sorted(params) if _STEP_PARAM.fullmatch(k))[:120],
         status=run.info.status, folds=_indexed(metrics, "fold"), classes=_indexed(metrics, "class"),
-        seed=int(tags["autoaug.seed"]) if "autoaug.seed" in tags else None)
+        seed=int(tags["autoaug.seed"]) if "autoaug.seed" in tags else None,
+        reason=tags.get("autoaug.fail_reason", ""))
 
 
 def _indexed(metrics: dict, prefix: str) -> tuple:
@@ -518,7 +568,7 @@ def _indexed(metrics: dict, prefix: str) -> tuple:
 
 
 TRIAL_COLUMNS = ["trial", "baseline", "state", "val_accuracy", "duration_s", "policy_hash",
-                 "stages", "summary", "run_id", "status"]
+                 "stages", "summary", "run_id", "status", "reason"]
 
 
 def records_frame(records: list[TrialRecord]):
@@ -526,6 +576,7 @@ def records_frame(records: list[TrialRecord]):
     import pandas as pd
     rows = [{"trial": r.number, "baseline": r.baseline, "state": r.state, "val_accuracy": r.value,
              "duration_s": r.duration_s, "policy_hash": r.policy_hash, "stages": r.stages,
-             "summary": r.summary, "run_id": r.run_id, "status": r.status} for r in records]
+             "summary": r.summary, "run_id": r.run_id, "status": r.status, "reason": r.reason}
+            for r in records]
     frame = pd.DataFrame(rows, columns=TRIAL_COLUMNS)
     return frame.sort_values("trial").reset_index(drop=True)

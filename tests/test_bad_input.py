@@ -5,6 +5,7 @@ Runs `autoaug.cli.main` in this process (TensorFlow is imported once); tests/tes
 runs the CLI as a subprocess for the experiment-file cases.
 """
 import os
+import time
 
 import numpy as np
 import pytest
@@ -144,21 +145,159 @@ CASES = [
 ]
 
 
-@pytest.mark.parametrize("build,message", [c[1:] for c in CASES], ids=[c[0] for c in CASES])
-def test_bad_input_is_one_line_and_writes_nothing(tmp_path, monkeypatch, capfd, build, message):
+# --------------------------------------------------------------------------- stores as inputs
+
+
+def _mlflow_db(d, study="s"):
+    """A real MLflow store with a study's parent run (what `best` and `compare` read)."""
+    from mlflow.tracking import MlflowClient
+    path = f"{d}/mlflow.db"
+    client = MlflowClient(f"sqlite:///{path}")
+    exp = client.create_experiment(study)
+    client.create_run(exp, tags={"autoaug.study": study, "autoaug.role": "parent"})
+    return path
+
+
+def _optuna_db(d, study="s"):
+    import optuna
+    path = f"{d}/optuna.db"
+    optuna.create_study(study_name=study, storage=f"sqlite:///{path}")
+    return path
+
+
+def _experiment(d, text=""):
+    """A copy of a valid experiment in the input folder (so an output may name it)."""
+    return _text(f"{d}/e.yaml", f"search_space: {SPACE}\n{text}")
+
+
+def _nested(depth, kind="json"):
+    return "[" * depth + "]" * depth if kind == "json" else "a:\n" + "".join(" " * i + "- \n" for i in range(1, depth))
+
+
+def _binary(path):
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    with open(path, "wb") as f:
+        f.write(bytes(range(256)) * 4)
+    return path
+
+
+def _valid_policy(d):
+    return _text(f"{d}/p.json", '{"schema_version": 1, "sub_policies": [[{"op": "Rotate", "p": 0.5, "level": 3}]]}')
+
+
+# (id, build(d) -> argv, exit code, words in the last line): outputs that are inputs, stores
+# crossed or missing, doomed runs refused before any trial, files no loader can read
+TABLE = [(name, build, 2, words) for name, build, words in CASES] + [
+    # outputs never overwrite inputs, and unwritable ones are one line
+    ("best-out-is-mlflow-store", lambda d: ["best", "--study", "s", "--tracking-uri", f"sqlite:///{_text(f'{d}/m.db', 'x')}",
+                                            "--out", f"{d}/m.db"], 2, "is the MLflow tracking store"),
+    ("best-out-is-optuna-storage", lambda d: ["best", "--study", "s", "--storage", f"sqlite:///{_text(f'{d}/o.db', 'x')}",
+                                              "--out", f"{d}/o.db"], 2, "is the Optuna storage"),
+    ("best-out-is-experiment", lambda d: ["best", "--experiment", _experiment(d), "--out", f"{d}/e.yaml"],
+     2, "is the experiment file"),
+    ("best-out-is-folder", lambda d: ["best", "--study", "s", "--out", d], 2, "is a folder"),
+    ("preview-out-is-policy", lambda d: ["preview", "--policy", _valid_policy(d), "--out", f"{d}/p.json"],
+     2, "is the policy file"),
+    ("preview-out-is-folder", lambda d: ["preview", "--policy", "standard", "--out", d], 2, "is a folder"),
+    ("preview-out-under-file", lambda d: ["preview", "--policy", "standard", "--out", f"{_text(f'{d}/f.txt', 'x')}/a.png"],
+     2, "is not a folder"),
+    ("compare-csv-is-store", lambda d: ["compare", "--study", "s", "--tracking-uri", f"sqlite:///{_text(f'{d}/m.db', 'x')}",
+                                        "--csv", f"{d}/m.db"], 2, "is the MLflow tracking store"),
+    ("compare-csv-is-folder", lambda d: ["compare", "--study", "s", "--csv", d], 2, "is a folder"),
+    ("evaluate-csv-is-experiment", lambda d: ["evaluate", _experiment(d), "--policies", "none", "--csv", f"{d}/e.yaml"],
+     2, "is the experiment file"),
+    ("train-store-is-policy", lambda d: ["train", "--policy", _valid_policy(d), "--tracking-uri", f"sqlite:///{d}/p.json"],
+     2, "is the policy file"),
+    ("search-stores-one-file", lambda d: search("--tracking-uri", f"sqlite:///{d}/x.db", "--storage", f"sqlite:///{d}/x.db"),
+     2, "is the MLflow tracking store"),
+    ("search-storage-is-experiment", lambda d: ["search", _experiment(d), "--storage", f"sqlite:///{d}/e.yaml"],
+     2, "is the experiment file"),
+    # reading never creates a store
+    ("best-missing-store", lambda d: ["best", "--study", "s", "--tracking-uri", f"sqlite:///{d}/missing.db"],
+     2, "does not exist"),
+    ("compare-missing-store", lambda d: ["compare", "--study", "s", "--tracking-uri", f"sqlite:///{d}/missing.db"],
+     2, "does not exist"),
+    ("best-missing-storage", lambda d: ["best", "--study", "s", "--tracking-uri", f"sqlite:///{_mlflow_db(d)}",
+                                        "--storage", f"sqlite:///{d}/missing.db"], 2, "does not exist"),
+    ("best-missing-study", lambda d: ["best", "--study", "other", "--tracking-uri", f"sqlite:///{_mlflow_db(d)}"],
+     2, "no study 'other'"),
+    ("train-runs-uri-missing-store", lambda d: ["train", "--policy", "runs:/0123abcd/policy.json",
+                                                "--tracking-uri", f"sqlite:///{d}/missing.db"], 2, "does not exist"),
+    ("train-runs-uri-default-store", lambda d: ["train", "--policy", "runs:/0123abcd/policy.json"], 2, "does not exist"),
+    # stores crossed: refused before anything is written to them
+    ("search-storage-is-mlflow", lambda d: search("--storage", f"sqlite:///{_mlflow_db(d)}"), 2, "is an MLflow database"),
+    ("search-journal-is-mlflow", lambda d: search("--storage", f"journal:{_mlflow_db(d)}"), 2, "is an MLflow database"),
+    ("search-tracking-is-optuna", lambda d: search("--tracking-uri", f"sqlite:///{_optuna_db(d)}"), 2, "is an Optuna database"),
+    ("compare-tracking-is-optuna", lambda d: ["compare", "--study", "s", "--tracking-uri", f"sqlite:///{_optuna_db(d)}"],
+     2, "is an Optuna database"),
+    ("best-tracking-not-a-db", lambda d: ["best", "--study", "s", "--tracking-uri", f"sqlite:///{_valid_policy(d)}",
+                                          "--out", f"{d}/out.json"], 2, "is not a SQLite database"),
+    ("search-tracking-unreachable", lambda d: search("--tracking-uri", "http://127.0.0.1:9"), 2, "cannot reach MLflow server"),
+    ("search-tracking-postgres-down", lambda d: search("--tracking-uri", f"postgresql://u:{SECRET}@127.0.0.1:1/x"),
+     2, "cannot reach database"),
+    # doomed runs refused before any trial
+    ("model-unknown", lambda d: search("--set", "model.name=resnet999"), 2, "unknown model 'resnet999'"),
+    ("model-wrn-depth", lambda d: search("--set", "model.name=wrn-15-2"), 2, "depth must be 6n+4"),
+    ("learning-rate-nan", lambda d: search("--set", "training.learning_rate=.nan"), 2,
+     "'training.learning_rate' must be a non-negative number, got nan"),
+    ("learning-rate-zero", lambda d: search("--set", "training.learning_rate=0"), 2, "must be above 0"),
+    ("label-smoothing-5", lambda d: search("--set", "training.label_smoothing=5"), 2, "must be in [0, 1)"),
+    ("prune-below-2", lambda d: search("--set", "driver.prune_below=2"), 2, "accuracy in [0, 1]"),
+    ("seed-negative", lambda d: search("--seed", "-1"), 2, "'seed' must be an integer in 0.."),
+    ("split-seed-fraction", lambda d: search("--set", "data.split_seed=0.5"), 2, "'data.split_seed' must be an integer"),
+    ("study-name-quote", lambda d: search("--study-name", "it's"), 2, "must be 1-128 letters"),
+    ("best-study-name-quote", lambda d: ["best", "--study", "a'b"], 2, "must be 1-128 letters"),
+    ("data-one-class", lambda d: data(_npz(f"{d}/a.npz", y_train=np.zeros(4, np.int64), y_test=np.zeros(2, np.int64)))
+     + ["--set", "data.n_train=2", "--set", "data.n_val=2"], 2, "at least 2 classes"),
+    ("data-one-class-in-split", lambda d: data(_npz(f"{d}/a.npz", x_train=np.zeros((6, 8, 8), np.uint8),
+                                                    y_train=np.array([0, 0, 0, 0, 0, 1])))
+     + ["--set", "data.n_train=2", "--set", "data.n_val=1"], 2, "only class 0"),
+    ("data-labels-1-based", lambda d: data(_npz(f"{d}/a.npz", y_train=np.array([1, 2, 1, 2]), y_test=np.array([1, 2]))),
+     2, "class 0 would have no image"),
+    ("space-trivial-level-0", lambda d: search("--set", f"search_space={_text(f'{d}/s.yaml', '{kind: trivialaugment, levels: [0]}')}"),
+     2, "needs a level above 0"),
+    ("space-nan-level", lambda d: search("--set", f"search_space={_text(f'{d}/s.yaml', 'levels: [.nan]')}"),
+     2, "outside 0..10"),
+    ("preview-n-negative", lambda d: ["preview", "--policy", "standard", "--n", "-3"], 2, "--n must be in 1..64"),
+    ("preview-copies-negative", lambda d: ["preview", "--policy", "standard", "--copies", "-2"], 2, "--copies must be in 1..32"),
+    ("preview-offset-too-far", lambda d: ["preview", "--policy", "standard", "--offset", "100000"], 2, "--offset must be in 0..3999"),
+    ("train-label-smoothing", lambda d: ["train", "--policy", "none", "--set", "training.label_smoothing=1"], 2, "must be in [0, 1)"),
+    ("evaluate-model-unknown", lambda d: ["evaluate", QUICKSTART, "--policies", "none", "--set", "model.name=resnet999",
+                                          "--csv", f"{d}/ev.csv"], 2, "unknown model 'resnet999'"),
+    # files no loader can read
+    ("policy-binary", lambda d: policy(_binary(f"{d}/p.json")), 2, "is not a text file"),
+    ("policy-nested", lambda d: policy(_text(f"{d}/p.json", _nested(100000))), 2, "nested too deeply"),
+    ("experiment-binary", lambda d: ["search", _binary(f"{d}/e.yaml")], 2, "is not a text file"),
+    ("experiment-nested", lambda d: ["search", _text(f"{d}/e.yaml", _nested(3000))], 2, "nested too deeply"),
+    ("space-binary", lambda d: search("--set", f"search_space={_binary(f'{d}/s.yaml')}"), 2, "is not a text file"),
+]
+
+
+def _listing(folder):
+    """Every file under `folder` with its size and modification time."""
+    return sorted((str(p.relative_to(folder)), p.stat().st_size, p.stat().st_mtime_ns)
+                  for p in folder.rglob("*") if p.is_file())
+
+
+@pytest.mark.parametrize("build,code,message", [c[1:] for c in TABLE], ids=[c[0] for c in TABLE])
+def test_bad_input_is_one_line_and_writes_nothing(tmp_path, monkeypatch, capfd, build, code, message):
     d, work = tmp_path / "input", tmp_path / "work"
     d.mkdir(), work.mkdir()
     monkeypatch.chdir(work)
     monkeypatch.setenv("AUTOAUG_CACHE", str(tmp_path / "cache"))
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
     argv = build(str(d))
-    before = sorted(p.relative_to(d) for p in d.rglob("*"))
-    assert main(argv) == 2
+    capfd.readouterr()
+    before = _listing(d)
+    start = time.monotonic()
+    assert main(argv) == code
+    assert time.monotonic() - start < 30  # refused up front, or a service that fails fast
     out, err = capfd.readouterr()
     last = err.strip().splitlines()[-1]
     assert last.startswith("autoaug: error: ") and message in last, last
     assert "Traceback" not in err and SECRET not in out + err
     assert list(work.iterdir()) == []  # no mlflow.db, optuna.db, journal or preview
-    assert sorted(p.relative_to(d) for p in d.rglob("*")) == before
+    assert _listing(d) == before  # no input changed, no file (or temp file) added
 
 
 def test_ui_binds_loopback_unless_told():

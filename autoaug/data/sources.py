@@ -187,17 +187,29 @@ def from_arrays(x_train, y_train, x_test, y_test, class_names=None, name: str = 
                         f"{xte.shape[1:]}; both splits need one image shape")
     ytr = _as_labels(y_train, len(xtr), f"{pre}y_train")
     yte = _as_labels(y_test, len(xte), f"{pre}y_test")
+    if len(ytr) == 0:
+        raise DataError(f"{pre}x_train has no images; a dataset needs training images")
     if class_names is None:
         k = int(ytr.max()) + 1
         class_names = [str(i) for i in range(k)]
-        if yte.max() >= k:
+        absent = sorted(set(range(k)) - set(np.unique(ytr).tolist()))
+        if absent:
+            present = np.unique(ytr)
+            shown = (f"{int(present[0])}..{int(present[-1])}" if len(present) == present[-1] - present[0] + 1
+                     else ", ".join(map(str, present[:12].tolist())) + (", ..." if len(present) > 12 else ""))
+            raise DataError(f"{pre}y_train labels are {shown}: class{'es' if len(absent) > 1 else ''} "
+                            f"{', '.join(map(str, absent[:10]))}{', ...' if len(absent) > 10 else ''} "
+                            f"would have no image; store class ids 0..K-1"
+                            f"{f' (e.g. y - {int(present[0])})' if present[0] > 0 else ''} "
+                            f"or add class_names")
+        if len(yte) and yte.max() >= k:
             raise DataError(f"{pre}y_test has label {int(yte.max())} but y_train only has labels "
                             f"0..{k - 1}; test classes must appear in train")
     else:
         class_names = [str(c) for c in class_names]
         k = len(class_names)
         for what, y in (("y_train", ytr), ("y_test", yte)):
-            if y.max() >= k:
+            if len(y) and y.max() >= k:
                 raise DataError(f"{pre}{what} has label {int(y.max())} but there are only {k} "
                                 f"class names; labels must be 0..{k - 1}")
     return Dataset(xtr, ytr, xte, yte, class_names, name)

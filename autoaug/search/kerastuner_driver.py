@@ -14,7 +14,7 @@ import os
 import keras_tuner as kt
 
 from ..config import Experiment
-from .study import StudyContext, failure_reason
+from .study import INTERRUPTED, StudyContext, failure_reason
 
 OBJECTIVE = kt.Objective("val_accuracy", direction="max")
 
@@ -82,8 +82,8 @@ class PolicyTuner(kt.Tuner):
 
 def run_baselines(ctx: StudyContext) -> None:
     """Baselines as trials 0..B-1 of the same parent run (once, even when resumed)."""
-    frame = ctx.tracker.trials_frame()
-    done = set(frame["baseline"]) if len(frame) else set()
+    done = {r.baseline for r in ctx.tracker.trial_records()  # an interrupted one runs again
+            if r.baseline and not (r.state == "failed" and r.reason == INTERRUPTED)}
     for number, name in enumerate(ctx.exp.baselines):
         if name in done:
             continue

@@ -30,7 +30,7 @@ from optuna.trial import TrialState
 from ..config import ConfigError, DriverConfig, Experiment
 from ..policy import Policy
 from ..tracking import TrialRecord, redact
-from .study import StudyContext, failure_reason
+from .study import INTERRUPTED, StudyContext, failure_reason
 
 PARENT_ATTR = "mlflow_parent_run_id"
 WORKER_ATTR = "worker"  # host:pid of the process running the trial
@@ -98,12 +98,32 @@ def make_pruner(driver: DriverConfig, steps: int, warmup: int) -> optuna.pruners
     return optuna.pruners.NopPruner()
 
 
-def make_storage(url: str | None, heartbeat_s: int = 20):
+def check_storage(url: str | None, must_exist: bool = False) -> None:
+    """Refuse, before anything is written, a storage that is another program's database (an
+    MLflow store), a file that is no storage, an unreachable server, or with `must_exist`
+    one that is not there (reading never creates a storage)."""
+    if storage_kind(url) == "memory":
+        return
+    from ..stores import StoreError, check_kind
+    try:
+        check_kind(url, "optuna", "--storage", must_exist=must_exist)
+    except StoreError as e:
+        raise ConfigError(f"cannot open Optuna storage {redact(url)}: {e}") from None
+
+
+def make_storage(url: str | None, heartbeat_s: int = 20, must_exist: bool = False):
     """An Optuna storage from a URL (see the module docstring); None = in memory.
 
-    A storage that cannot be opened is a ConfigError naming the URL without its password.
+    A storage that cannot be opened, or that is an MLflow store, is a ConfigError naming the
+    URL without its password; with `must_exist`, so is a storage that does not exist yet.
     """
     kind = storage_kind(url)
+    if kind == "journal":
+        folder = os.path.dirname(os.path.abspath(url[len("journal:"):]))
+        if not os.path.isdir(folder):
+            raise ConfigError(f"cannot open Optuna storage {redact(url)}: folder {folder} does not exist; "
+                              f"create it or fix --storage")
+    check_storage(url, must_exist)
     try:
         if kind == "memory":
             return None
@@ -127,13 +147,11 @@ def make_storage(url: str | None, heartbeat_s: int = 20):
 
 def _with_driver(url: str) -> str:
     """`postgresql://` names no driver; SQLAlchemy 2.1 then wants psycopg 3: use what is installed."""
-    import importlib.util
-    scheme, sep, rest = url.partition("://")
-    if scheme in ("postgresql", "postgres") and not importlib.util.find_spec("psycopg"):
-        if not importlib.util.find_spec("psycopg2"):
-            raise ConfigError("PostgreSQL storage needs a driver: pip install psycopg2-binary")
-        return f"postgresql+psycopg2{sep}{rest}"
-    return url
+    from ..stores import StoreError, with_driver
+    try:
+        return with_driver(url)
+    except StoreError as e:
+        raise ConfigError(str(e)) from None
 
 
 def _retry(study: optuna.Study, trial) -> None:
@@ -228,6 +246,34 @@ def recover_killed_trials(study: optuna.Study, kind: str) -> None:
         _retry(study, t)
 
 
+def requeue_interrupted(study: optuna.Study, shared: bool) -> bool:
+    """SIGINT/SIGTERM: this worker's trial ends FAILED ("interrupted") and its parameters (and
+    baseline) are queued again, so a resume runs it and stops at exactly n_trials. Returns
+    whether other workers still run trials."""
+    me, storage = worker_id(), study._storage
+    others = False
+    for t in study.get_trials(deepcopy=False):
+        owner = t.user_attrs.get(WORKER_ATTR)
+        mine = owner == me or (owner is None and not shared)
+        if t.state == TrialState.RUNNING and not mine:
+            others = True
+            continue
+        if not mine or t.user_attrs.get("requeued"):
+            continue
+        if t.state == TrialState.RUNNING:
+            try:
+                storage.set_trial_user_attr(t._trial_id, "fail_reason", INTERRUPTED)
+                storage.set_trial_state_values(t._trial_id, TrialState.FAIL)
+            except optuna.exceptions.UpdateFinishedTrialError:
+                pass
+        elif not (t.state == TrialState.FAIL and t.user_attrs.get("fail_reason") == INTERRUPTED):
+            continue
+        storage.set_trial_user_attr(t._trial_id, "requeued", True)
+        baseline = t.user_attrs.get("baseline")
+        study.enqueue_trial(t.params, user_attrs={"baseline": baseline} if baseline else None)
+    return others
+
+
 def close_orphan_runs(ctx: StudyContext, study: optuna.Study) -> None:
     """MLflow runs left RUNNING by killed workers: their Optuna trial has ended; close them.
 
@@ -299,7 +345,7 @@ def run(ctx: StudyContext, progress: bool = True) -> tuple[dict, bool]:
                                     on_start=lambda run_id: trial.set_user_attr("mlflow_run_id", run_id))
         except optuna.TrialPruned:
             raise
-        except Exception as e:
+        except (Exception, KeyboardInterrupt) as e:
             trial.set_user_attr("fail_reason", failure_reason(e))
             raise
         for name, values in outcome.scores.items():  # per fold / per class: for `best --top N`
@@ -309,9 +355,13 @@ def run(ctx: StudyContext, progress: bool = True) -> tuple[dict, bool]:
     remaining = target - claimed(study)  # failed trials count as tried: run again to top up
     if remaining > 0:
         # Stop once the study has its target in every worker's trials, not only this one's.
-        study.optimize(objective, n_trials=remaining, catch=(Exception,),
-                       callbacks=[_CloseOrphanRuns(ctx), optuna.study.MaxTrialsCallback(target, states=ALIVE)],
-                       show_progress_bar=progress, gc_after_trial=True)
+        try:
+            study.optimize(objective, n_trials=remaining, catch=(Exception,),
+                           callbacks=[_CloseOrphanRuns(ctx), optuna.study.MaxTrialsCallback(target, states=ALIVE)],
+                           show_progress_bar=progress, gc_after_trial=True)
+        except KeyboardInterrupt:
+            ctx.others_running = requeue_interrupted(study, storage_kind(exp.storage) in ("journal", "rdb"))
+            raise
     still_running = bool(study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)))
     return figures(study), not still_running
 
@@ -340,7 +390,7 @@ def complete_trials(study_name: str, storage: str):
     """(records of a stored study's complete trials, a function that gives a record's policy),
     for `autoaug best` reading Optuna instead of MLflow."""
     try:
-        study = optuna.load_study(study_name=study_name, storage=make_storage(storage))
+        study = optuna.load_study(study_name=study_name, storage=make_storage(storage, must_exist=True))
     except KeyError:
         raise ConfigError(f"no study {study_name!r} in Optuna storage") from None
     trials = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))

@@ -38,16 +38,23 @@ def run_search(exp: Experiment, progress: bool = True, log=print, allow_forbidde
         from . import optuna_driver as driver
     else:
         from . import kerastuner_driver as driver
-    figures, complete = driver.run(ctx, progress=progress)
-    selection = select(ctx, log=log) if complete else None
-    records = ctx.tracker.trial_records()
-    ranked = best_by_policy([t for t in records if t.complete])
-    best = None
-    if selection is not None:
-        w = selection["winner"]
-        best = {"trial": w["trial"], "run_id": w["run_id"], "val_accuracy": w["mean"]}
-    elif ranked:
-        head, mean, _ = ranked
-        best = {"trial": head.number, "run_id": head.run_id, "val_accuracy": mean}
-    ctx.finish(best, figures, complete)
+    try:
+        figures, complete = driver.run(ctx, progress=progress)
+        selection = select(ctx, log=log) if complete else None
+        records = ctx.tracker.trial_records()
+        ranked = best_by_policy([t for t in records if t.complete])
+        best = None
+        if selection is not None:
+            w = selection["winner"]
+            best = {"trial": w["trial"], "run_id": w["run_id"], "val_accuracy": w["mean"]}
+        elif ranked:
+            head, mean, _ = ranked
+            best = {"trial": head.number, "run_id": head.run_id, "val_accuracy": mean}
+        ctx.finish(best, figures, complete)
+    except KeyboardInterrupt:  # SIGINT/SIGTERM: no MLflow run of ours is left RUNNING
+        try:
+            ctx.interrupted()
+        except Exception:  # a store that went away: the interrupt still wins
+            pass
+        raise
     return ctx, records_frame(records)

@@ -216,10 +216,11 @@ def space_from_dict(d: dict, name: str = "") -> SearchSpace:
     if not isinstance(op_list, list) or not op_list:
         raise ConfigError("'ops' must be an op-set name or a non-empty list of ops")
     for op in op_list:
-        if op not in opspec.IMAGE_OPS:
+        if not isinstance(op, str) or op not in opspec.IMAGE_OPS:
             raise ConfigError(f"'ops' holds unknown or batch-only op {op!r}")
     stages = d.get("stages", [POLICY_STAGE, "flip", "crop"])
-    if not isinstance(stages, list) or POLICY_STAGE not in stages or len(set(stages)) != len(stages):
+    if not isinstance(stages, list) or not all(isinstance(st, str) for st in stages) \
+            or POLICY_STAGE not in stages or len(set(stages)) != len(stages):
         raise ConfigError("'stages' must list 'policy' once, plus any of flip, crop, cutout")
     for s in stages:
         if s != POLICY_STAGE and s not in STAGES:
@@ -239,14 +240,20 @@ def space_from_dict(d: dict, name: str = "") -> SearchSpace:
     if not isinstance(search_order, bool):
         raise ConfigError("'search_order' must be true or false")
     optional = d.get("optional_stages", [])
-    if not isinstance(optional, list) or any(st not in stages or st == POLICY_STAGE for st in optional):
+    if not isinstance(optional, list) or any(not isinstance(st, str) for st in optional) or any(st not in stages or st == POLICY_STAGE for st in optional):
         raise ConfigError("'optional_stages' must list stages of 'stages' other than 'policy'")
     magnitudes = d.get("stage_magnitudes", [])
-    if not isinstance(magnitudes, list) or any(
+    if not isinstance(magnitudes, list) or any(not isinstance(st, str) for st in magnitudes) or any(
             st not in stages or st == POLICY_STAGE or not opspec.OPS[STAGES[st].op].has_level
             for st in magnitudes):
         raise ConfigError("'stage_magnitudes' must list stages of 'stages' that have a level "
                           "(crop, cutout)")
+    levels = _number_list(d.get("levels", list(SearchSpace.levels)), "levels", 0, opspec.MAX_LEVEL)
+    if kind == "trivialaugment" and not any(lv > 0 for lv in levels):
+        raise ConfigError("'levels' of a trivialaugment space needs a level above 0 (its searched "
+                          "level cap), got " + str(list(levels)))
+    if not isinstance(d.get("name", ""), (str, type(None))):
+        raise ConfigError("'name' must be text")
     per_class = d.get("per_class", False)
     if not isinstance(per_class, bool):
         raise ConfigError("'per_class' must be true or false")
@@ -258,8 +265,7 @@ def space_from_dict(d: dict, name: str = "") -> SearchSpace:
         stage_magnitudes=tuple(magnitudes), name=d.get("name", name) or name,
         probabilities=_number_list(d.get("probabilities", list(SearchSpace.probabilities)),
                                    "probabilities", 0.0, 1.0),
-        levels=_number_list(d.get("levels", list(SearchSpace.levels)), "levels", 0, opspec.MAX_LEVEL),
-        **ints)
+        levels=levels, **ints)
 
 
 def load_space(source) -> SearchSpace:

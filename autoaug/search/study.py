@@ -19,8 +19,13 @@ from ..policy import Policy, builtin
 from .space import SearchSpace, load_space
 
 
+INTERRUPTED = "interrupted"  # the fail reason of a trial stopped by SIGINT or SIGTERM
+
+
 def failure_reason(e: BaseException) -> str:
     """One line: the exception type and the first line of its message."""
+    if isinstance(e, KeyboardInterrupt):
+        return INTERRUPTED
     text = str(e).strip().splitlines()
     return f"{type(e).__name__}: {text[0][:500]}" if text else type(e).__name__
 
@@ -48,19 +53,29 @@ class StudyContext:
     outcomes: list = field(default_factory=list)
     evaluator: object | None = None  # a DensityEvaluator under `evaluation: density-matching`
     allow_forbidden_ops: bool = False  # baselines run as written, even with ops that change labels
+    open_runs: set = field(default_factory=set)  # MLflow trial runs this process has open
+    others_running: bool = False  # set by a driver that stops while other workers still run trials
 
     @classmethod
     def create(cls, exp: Experiment, allow_forbidden_ops: bool = False) -> "StudyContext":
-        """Check the space, the baselines, the data and the tracking URI; write nothing yet.
+        """Preflight: check the space, the baselines, the data, the model and the stores; write
+        nothing yet (`autoaug.preflight`).
 
         The space leaves out the ops that change the dataset's labels (`autoaug.labels`).
         """
+        from .. import preflight
+        from .optuna_driver import check_storage
+        preflight.check_stores_apart(exp)
         tracking.check_uri(exp.tracking_uri)
+        if exp.driver.name == "optuna":
+            check_storage(exp.storage)
         space = load_space(exp.space_source).honouring(forbidden_ops(exp))
         for name in exp.baselines + (exp.density.train_policy,):
             builtin(name)  # a bad policy name fails now, before anything is written
         ds = load_dataset(exp.resolve(exp.data.source))
         arrays = reduced_split(ds, exp.data.n_train, exp.data.n_val, seed=exp.data.split_seed)
+        preflight.check_space(space, ds.num_classes)
+        preflight.check_training(exp, arrays, ds.num_classes, ds.image_shape)
         return cls(exp, space, None, arrays, ds.num_classes, allow_forbidden_ops=allow_forbidden_ops)
 
     def track(self, parent_id: str | None = None, new: bool = False) -> str:
@@ -104,8 +119,7 @@ class StudyContext:
         if seed is not None:
             tags.update({"autoaug.role": tracking.SELECTION, "autoaug.seed": seed})
         run_id = self.tracker.start_trial(number, policy, driver_params, tags)
-        if on_start is not None:
-            on_start(run_id)
+        self.open_runs.add(run_id)
         start = time.perf_counter()
 
         def on_epoch(epoch: int, metrics: dict) -> None:
@@ -114,6 +128,8 @@ class StudyContext:
                 report(epoch, metrics["val_accuracy"])
 
         try:
+            if on_start is not None:
+                on_start(run_id)
             samples = augmented_samples(x_tr, policy, n=exp.preview_samples, copies=4,
                                         seed=exp.seed, y=y_tr)
             self.tracker.log_image(run_id, grid_image(samples), "samples.png")
@@ -135,8 +151,11 @@ class StudyContext:
         except BaseException as e:
             state = "pruned" if pruned and isinstance(e, pruned) else "failed"
             reason = None if state == "pruned" else failure_reason(e)
+            if isinstance(e, KeyboardInterrupt):  # Ctrl-C or SIGTERM: the run is closed, then we stop
+                reason = INTERRUPTED
             seconds = time.perf_counter() - start
             self.tracker.end_trial(run_id, state, {"duration_s": seconds}, reason=reason)
+            self.open_runs.discard(run_id)
             self.outcomes.append(TrialOutcome(number, state, None, policy, run_id, seconds, baseline, reason))
             raise
         seconds = time.perf_counter() - start
@@ -144,9 +163,21 @@ class StudyContext:
         if not math.isfinite(value):
             value = float("nan")
         self.tracker.end_trial(run_id, "complete", {**final, "duration_s": seconds})
+        self.open_runs.discard(run_id)
         outcome = TrialOutcome(number, "complete", value, policy, run_id, seconds, baseline, scores=scores)
         self.outcomes.append(outcome)
         return outcome
+
+    def interrupted(self) -> None:
+        """SIGINT/SIGTERM: close every MLflow run this process opened (trials as failed,
+        "interrupted"; the parent as KILLED unless other workers still run trials)."""
+        if self.tracker is None:
+            return
+        for run_id in list(self.open_runs):
+            self.tracker.close_orphan(run_id, INTERRUPTED)
+            self.open_runs.discard(run_id)
+        if self.tracker.parent_id and not self.others_running:
+            self.tracker.stop_study()
 
     def finish(self, best: dict | None, figures: dict | None = None, done: bool = True) -> None:
         """Tag the parent with the best trial (from MLflow, so all workers count)."""
