@@ -85,8 +85,9 @@ def test_seeds_and_policies_are_checked():
     for bad in ("x", "0,0", "-1", "0"):
         with pytest.raises(ConfigError):
             parse_seeds(bad)
+    assert [label for label, _ in resolve_policies(["none", "none"])] == ["none"]  # the same twice: once
     with pytest.raises(ConfigError, match="listed twice"):
-        resolve_policies(["none", "none"])
+        resolve_policies([("x", builtin("none")), ("x", builtin("standard"))])
 
 
 @pytest.mark.slow
