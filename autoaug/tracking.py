@@ -275,8 +275,21 @@ class Tracker:
             self.client.log_metric(self.parent_id, "best_val_accuracy", float(best["val_accuracy"]))
         for name, fig in (figures or {}).items():
             self.client.log_figure(self.parent_id, fig, f"plots/{name}.png")
+        self.client.set_tag(self.parent_id, "mlflow.note.content", self.summary_markdown())
         if done:
             self.client.set_terminated(self.parent_id, "FINISHED")
+
+    def summary_markdown(self, top: int = 5) -> str:
+        """The parent run's description: the baselines and the best searched trials, then the
+        selection's verdict (MLflow shows it above the run's details)."""
+        done = sorted((r for r in self.trial_records() if r.complete), key=lambda r: -r.value)
+        rows = [r for r in done if r.baseline] + [r for r in done if not r.baseline][:top]
+        lines = ["| trial | policy | val accuracy |", "|---|---|---|"]
+        lines += [f"| {r.number} | {r.baseline or (r.stages + ': ' + r.summary)} | {r.value:.4f} |" for r in rows]
+        selection = self.read_selection()
+        if selection is not None:
+            lines += ["", f"Selection: {selection['sentence']}"]
+        return "\n".join(lines)
 
     def stop_study(self) -> None:
         """The study was interrupted: its parent run ends KILLED (a resume sets it RUNNING)."""

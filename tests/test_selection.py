@@ -87,6 +87,11 @@ def test_selection_retrains_the_top_policies_with_paired_seeds_and_best_states_t
     assert any(line.startswith("selection: ") for line in lines)
     parent = MlflowClient(exp.tracking_uri).get_run(tracker.parent_id)
     assert parent.data.tags["autoaug.selection"] == selection["sentence"]
+    note = parent.data.tags["mlflow.note.content"]  # the run's description: the final table
+    assert note.startswith("| trial | policy | val accuracy |") and selection["sentence"] in note
+    assert f"| {best_baseline.number} | {best_baseline.baseline} | {best_baseline.value:.4f} |" in note
+    # one line per finished trial, in autoaug's words, with the best so far
+    assert any(line.startswith("t00 none: 0.") and "best so far" in line for line in lines)
     assert int(parent.data.tags["autoaug.best_trial"]) == winner
     # the CLI says it in words, and compare shows the selection table
     out = subprocess.run([sys.executable, "-m", "autoaug.cli", "best", "--study", "sel", "--tracking-uri",

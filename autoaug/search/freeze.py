@@ -59,7 +59,7 @@ def best_policy(study: str, tracking_uri: str, storage: str | None = None, top: 
     >>> exp = load_experiment(None, ["name=doc", "n_trials=2", "baselines=[none]", "data.n_train=60",
     ...                              "data.n_val=30", "training.epochs=1", "driver.pruner=none",
     ...                              "tracking_uri=sqlite:///" + tmp + "/mlflow.db"])
-    >>> _ = run_search(exp, progress=False)
+    >>> _ = run_search(exp, progress=False, log=lambda line: None)
     >>> policy = best_policy("doc", exp.tracking_uri)
     >>> policy.meta["study"], policy.meta["trial"] in (0, 1)
     ('doc', True)

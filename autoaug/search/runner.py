@@ -8,13 +8,14 @@ from .selection import select
 from .study import StudyContext
 
 
-def run_search(exp: Experiment, progress: bool = True, log=print, allow_forbidden_ops: bool = False):
+def run_search(exp: Experiment, progress: bool = True, log=None, allow_forbidden_ops: bool = False):
     """Run (or resume) the study that `exp` describes; once it is complete, its selection.
 
     Args:
         exp: the experiment (`autoaug.config.load_experiment`).
         progress: show the driver's progress bar.
-        log: where selection reports its progress (``selection.top_k`` > 0).
+        log: where each finished trial and the selection (``selection.top_k`` > 0) are
+            reported, a line each (default: above the progress bar, or print).
         allow_forbidden_ops: run the baselines as written, even where they use ops that
             change the dataset's labels (else they are adapted, `autoaug.labels`).
 
@@ -29,11 +30,15 @@ def run_search(exp: Experiment, progress: bool = True, log=print, allow_forbidde
     >>> exp = load_experiment(None, ["name=doc", "n_trials=2", "baselines=[none]", "data.n_train=60",
     ...                              "data.n_val=30", "training.epochs=1", "driver.pruner=none",
     ...                              "tracking_uri=sqlite:///" + tmp + "/mlflow.db"])
-    >>> ctx, frame = run_search(exp, progress=False)
+    >>> ctx, frame = run_search(exp, progress=False, log=lambda line: None)  # quiet: no line per trial
     >>> list(frame["state"]), list(frame["baseline"])
     (['complete', 'complete'], ['none', ''])
     """
     ctx = StudyContext.create(exp, allow_forbidden_ops=allow_forbidden_ops)
+    if log is None:  # under a progress bar, lines go above it instead of through it
+        from tqdm import tqdm
+        log = tqdm.write if progress else print
+    ctx.log = log
     if exp.driver.name == "optuna":
         from . import optuna_driver as driver
     else:

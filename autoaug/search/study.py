@@ -55,6 +55,7 @@ class StudyContext:
     allow_forbidden_ops: bool = False  # baselines run as written, even with ops that change labels
     open_runs: set = field(default_factory=set)  # MLflow trial runs this process has open
     others_running: bool = False  # set by a driver that stops while other workers still run trials
+    log: Callable[[str], None] = print  # one line per finished trial, in autoaug's words
 
     @classmethod
     def create(cls, exp: Experiment, allow_forbidden_ops: bool = False) -> "StudyContext":
@@ -157,6 +158,7 @@ class StudyContext:
             self.tracker.end_trial(run_id, state, {"duration_s": seconds}, reason=reason)
             self.open_runs.discard(run_id)
             self.outcomes.append(TrialOutcome(number, state, None, policy, run_id, seconds, baseline, reason))
+            self._say(self.outcomes[-1], seed)
             raise
         seconds = time.perf_counter() - start
         value = float(final["val_accuracy_final"])
@@ -166,7 +168,19 @@ class StudyContext:
         self.open_runs.discard(run_id)
         outcome = TrialOutcome(number, "complete", value, policy, run_id, seconds, baseline, scores=scores)
         self.outcomes.append(outcome)
+        self._say(outcome, seed)
         return outcome
+
+    def _say(self, o: TrialOutcome, seed: int | None) -> None:
+        """`t03 randaugment+standard: 0.9040 in 31 s; best so far 0.9540 (t00 none)`."""
+        name = tracking.trial_run_name(o.number, o.policy, o.baseline, seed)
+        if o.state != "complete":
+            self.log(f"{name}: {o.state}" + (f" ({o.reason})" if o.reason else ""))
+            return
+        done = [x for x in self.outcomes if x.state == "complete" and not math.isnan(x.value)]
+        best = max(done, key=lambda x: x.value) if done else o
+        self.log(f"{name}: {o.value:.4f} in {o.seconds:.0f} s; best so far {best.value:.4f} "
+                 f"({tracking.trial_run_name(best.number, best.policy, best.baseline)})")
 
     def interrupted(self) -> None:
         """SIGINT/SIGTERM: close every MLflow run this process opened (trials as failed,
