@@ -442,7 +442,7 @@ class _OneLineOptunaLog:
     """Optuna's 'Trial N failed' warnings without their tracebacks (the reason is recorded)."""
 
     def filter(self, record) -> bool:
-        if record.exc_info and isinstance(record.exc_info[1], KeyboardInterrupt):
+        if getattr(_on_signal, "fired", False):  # stopping: the one line is ours
             return False
         record.exc_info, record.exc_text = None, None
         return True
@@ -461,7 +461,8 @@ def main(argv=None) -> int:
         from .quiet import silence_tensorflow
         silence_tensorflow()  # before anything imports TensorFlow
         import logging
-        logging.getLogger("optuna").addFilter(_OneLineOptunaLog())
+        for name in ("optuna.study._optimize", "optuna.study._tell"):  # where it logs them
+            logging.getLogger(name).addFilter(_OneLineOptunaLog())
     previous = _install_signal_handlers()
     try:
         return args.fn(args)
@@ -479,7 +480,7 @@ def main(argv=None) -> int:
             import traceback
             traceback.print_exc()
         print(f"autoaug: internal error: {_one_line(e)}"
-              + ("" if verbose else f" (rerun with --verbose for the traceback)"), file=sys.stderr)
+              + ("" if verbose else " (rerun with --verbose for the traceback)"), file=sys.stderr)
         return INTERNAL_ERROR
     finally:
         for sig, handler in previous.items():

@@ -191,8 +191,6 @@ def _check(cfg: dict) -> None:
         raise ConfigError("'training.learning_rate' must be above 0 (nothing is learnt at 0)")
     if not cfg["training"]["label_smoothing"] < 1:
         raise ConfigError(f"'training.label_smoothing' must be in [0, 1), got {cfg['training']['label_smoothing']!r}")
-    if not cfg["driver"]["prune_below"] <= 1:
-        raise ConfigError(f"'driver.prune_below' is an accuracy in [0, 1], got {cfg['driver']['prune_below']!r}")
     for key in ("seed", "data.split_seed", "driver.n_startup_trials"):
         value = get(cfg, key)
         if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= MAX_SEED:

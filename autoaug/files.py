@@ -8,6 +8,7 @@ killed, leaves the old file as it was; a failed writer's temporary file is remov
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 import secrets
 import subprocess
@@ -56,6 +57,11 @@ def check_output(path: str | os.PathLike, inputs: dict | None = None, flag: str 
     return path
 
 
+# Why a path cannot be written (as opposed to a writer's own bug): one line for the user.
+_UNWRITABLE = {errno.EACCES, errno.EPERM, errno.EROFS, errno.EISDIR, errno.ENOTDIR, errno.ENOSPC,
+               errno.EDQUOT, errno.ENAMETOOLONG}
+
+
 @contextlib.contextmanager
 def atomic_path(path: str | os.PathLike):
     """Yield a temporary path next to ``path``; when the block succeeds it replaces ``path``.
@@ -87,7 +93,7 @@ def atomic_path(path: str | os.PathLike):
     except BaseException as e:
         with contextlib.suppress(OSError):
             os.unlink(tmp)
-        if isinstance(e, OSError) and not isinstance(e, OutputError) and e.filename in (tmp, path, folder):
+        if isinstance(e, OSError) and not isinstance(e, OutputError) and e.errno in _UNWRITABLE:
             raise OutputError(f"cannot write {path}: {e.strerror}") from None
         raise
 

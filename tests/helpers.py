@@ -18,6 +18,7 @@ def tiny_overrides(tmp_path, name="tiny", n_trials=7, **extra):
         "name": name, "n_trials": n_trials, "data.n_train": 200, "data.n_val": 100, "model.name": "cnn-small",
         "training.epochs": 2, "training.batch_size": 50, "preview_samples": 4,
         "baselines": "[none, standard]", "driver.n_startup_trials": 2,
+        "selection.top_k": 0,  # a test of selection asks for it
         "tracking_uri": f"sqlite:///{tmp_path}/mlflow.db",
         "search_space": str(ROOT / "search_spaces" / "autoaugment_small.yaml"),
     }

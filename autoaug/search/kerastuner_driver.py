@@ -82,8 +82,10 @@ class PolicyTuner(kt.Tuner):
 
 def run_baselines(ctx: StudyContext) -> None:
     """Baselines as trials 0..B-1 of the same parent run (once, even when resumed)."""
-    done = {r.baseline for r in ctx.tracker.trial_records()  # an interrupted one runs again
-            if r.baseline and not (r.state == "failed" and r.reason == INTERRUPTED)}
+    frame = ctx.tracker.trials_frame()
+    if len(frame):  # an interrupted baseline runs again
+        frame = frame[~((frame["state"] == "failed") & (frame["reason"] == INTERRUPTED))]
+    done = set(frame["baseline"]) if len(frame) else set()
     for number, name in enumerate(ctx.exp.baselines):
         if name in done:
             continue

@@ -252,13 +252,15 @@ def requeue_interrupted(study: optuna.Study, shared: bool) -> bool:
     whether other workers still run trials."""
     me, storage = worker_id(), study._storage
     others = False
-    for t in study.get_trials(deepcopy=False):
+    trials = study.get_trials(deepcopy=False)
+    retried = {t.user_attrs.get("retry_of") for t in trials}
+    for t in trials:
         owner = t.user_attrs.get(WORKER_ATTR)
         mine = owner == me or (owner is None and not shared)
         if t.state == TrialState.RUNNING and not mine:
             others = True
             continue
-        if not mine or t.user_attrs.get("requeued"):
+        if not mine or t.number in retried:
             continue
         if t.state == TrialState.RUNNING:
             try:
@@ -268,9 +270,8 @@ def requeue_interrupted(study: optuna.Study, shared: bool) -> bool:
                 pass
         elif not (t.state == TrialState.FAIL and t.user_attrs.get("fail_reason") == INTERRUPTED):
             continue
-        storage.set_trial_user_attr(t._trial_id, "requeued", True)
         baseline = t.user_attrs.get("baseline")
-        study.enqueue_trial(t.params, user_attrs={"baseline": baseline} if baseline else None)
+        study.enqueue_trial(t.params, user_attrs={"retry_of": t.number, **({"baseline": baseline} if baseline else {})})
     return others
 
 
