@@ -245,7 +245,7 @@ def cmd_compare(args) -> int:
 def cmd_train(args) -> int:
     from . import load_policy, tracking
     from .config import load_experiment
-    from .data import load_dataset, reduced_split
+    from .data import load_experiment_data
     from .train import train_model
     overrides = list(args.set or [])
     for flag, key in (("data", "data.source"), ("model", "model.name"), ("epochs", "training.epochs"),
@@ -262,8 +262,7 @@ def cmd_train(args) -> int:
     policy = policy_for(args.policy, forbidden_ops(exp), allow=args.allow_forbidden_ops,
                         tracking_uri=exp.tracking_uri)
     d = exp.data
-    ds = load_dataset(exp.resolve(d.source))
-    x_tr, y_tr, x_val, y_val = reduced_split(ds, d.n_train, d.n_val, seed=d.split_seed)
+    ds, (x_tr, y_tr, x_val, y_val) = load_experiment_data(exp)
     check_training(exp, (x_tr, y_tr, x_val, y_val), ds.num_classes, ds.image_shape)
     print(f"training {exp.model.name} on {len(x_tr)} images for {exp.training.epochs} epochs "
           f"with {policy.name or args.policy}; test split: {len(ds.x_test)} images")

@@ -264,7 +264,7 @@ def evaluate(exp: Experiment, policies: list, seeds: list[int], *, csv_path: str
     [('none', 2), ('standard', 2)]
     """
     from . import tracking
-    from .data import load_dataset, reduced_split
+    from .data import load_experiment_data
     from .train import train_model
     pairs = policies if all(isinstance(p, tuple) for p in policies) else resolve_policies(
         policies, exp, allow_forbidden_ops=allow_forbidden_ops)
@@ -280,8 +280,7 @@ def evaluate(exp: Experiment, policies: list, seeds: list[int], *, csv_path: str
     check_output(csv_path, {**inputs_of(exp, [p for p in policies if isinstance(p, str)]),
                             "MLflow tracking store": file_of(uri)}, "--csv")
     tracking.check_uri(uri)
-    ds = load_dataset(exp.resolve(exp.data.source))
-    x_tr, y_tr, x_val, y_val = reduced_split(ds, exp.data.n_train, exp.data.n_val, seed=exp.data.split_seed)
+    ds, (x_tr, y_tr, x_val, y_val) = load_experiment_data(exp)
     check_training(exp, (x_tr, y_tr, x_val, y_val), ds.num_classes, ds.image_shape)
     setting = setting_key(exp)
     done = finished_runs(csv_path, exp, pairs)

