@@ -550,6 +550,7 @@ class TrialRecord:
     classes: tuple = ()  # and per class
     seed: int | None = None  # the training seed of a selection run
     reason: str = ""  # why a failed trial failed (``interrupted`` for SIGINT/SIGTERM)
+    same_as: int | None = None  # a repeated proposal scored by this earlier trial, not trained
 
     @property
     def complete(self) -> bool:
@@ -567,7 +568,8 @@ def trial_record(run) -> TrialRecord:
         summary="; ".join(params[k] for k in sorted(params) if _STEP_PARAM.fullmatch(k))[:120],
         status=run.info.status, folds=_indexed(metrics, "fold"), classes=_indexed(metrics, "class"),
         seed=int(tags["autoaug.seed"]) if "autoaug.seed" in tags else None,
-        reason=tags.get("autoaug.fail_reason", ""))
+        reason=tags.get("autoaug.fail_reason", ""),
+        same_as=int(tags["autoaug.same_as"]) if "autoaug.same_as" in tags else None)
 
 
 def _indexed(metrics: dict, prefix: str) -> tuple:

@@ -124,3 +124,21 @@ def test_selection_retrains_the_top_policies_with_paired_seeds_and_best_states_t
     assert "proxy fidelity: Spearman" in ev.table()
     metrics = MlflowClient(exp.tracking_uri).get_run(tracker.parent_id).data.metrics
     assert metrics["proxy_fidelity_policies"] == len(pairs)
+
+
+def test_a_repeated_proposal_under_common_seeds_reuses_its_twins_score(tmp_path):
+    """A space with one point: every searched trial proposes the same policy. Under common
+    seeds the repeat would replay the same training, so its score is reused, not retrained."""
+    space = tmp_path / "one.yaml"
+    space.write_text("ops: [Rotate]\nsub_policies: 1\nsteps: 1\nprobabilities: [0.3]\nlevels: [5]\n"
+                     "stages: [policy]\nsearch_order: false\n")
+    exp = load_experiment(None, tiny_overrides(tmp_path, name="twin", n_trials=3, search_space=str(space),
+                                               baselines="[none]", **{"training.epochs": 1, "driver.pruner": "none"}))
+    lines = []
+    run_search(exp, progress=False, log=lines.append)
+    trials = {t.number: t for t in open_study(exp.tracking_uri, "twin").trial_records()}
+    assert trials[1].same_as is None and trials[2].same_as == 1
+    assert trials[2].value == trials[1].value and trials[2].policy_hash == trials[1].policy_hash
+    assert "as t01 (same policy and seed: not trained again)" in lines[2]
+    frozen = autoaug.search.best_policy("twin", exp.tracking_uri)
+    assert "evaluations" not in frozen.meta  # a reused score is no second evaluation

@@ -20,7 +20,7 @@ def best_by_policy(trials: list[TrialRecord]) -> tuple[TrialRecord, float, list]
     """
     groups: dict = {}
     for t in sorted(trials, key=lambda t: t.number):
-        if not math.isnan(t.value):
+        if not math.isnan(t.value) and t.same_as is None:  # a reused score is no new evidence
             groups.setdefault(t.policy_hash or f"trial{t.number}", []).append(t)
     if not groups:
         return None

@@ -290,6 +290,20 @@ def close_orphan_runs(ctx: StudyContext, study: optuna.Study) -> None:
             ctx.tracker.close_orphan(run_id, ended[number].user_attrs.get("fail_reason", KILLED))
 
 
+def trained_twin(study: optuna.Study, exp: Experiment, policy_hash: str):
+    """A complete trial that trained this policy with the seed a new trial would get, or None.
+
+    Under common trial seeds TPE often proposes its favourite again; training it again
+    would replay the same run bit for bit (on CPU), so its score is reused instead.
+    """
+    if exp.selection.trial_seeds != "common":
+        return None
+    for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)):
+        if t.user_attrs.get("policy_hash") == policy_hash and "same_as" not in t.user_attrs:
+            return t
+    return None
+
+
 def claimed(study: optuna.Study, below: int | None = None) -> int:
     """Trials complete, pruned or running (with a number below `below`)."""
     trials = study.get_trials(deepcopy=False, states=ALIVE)
@@ -334,6 +348,10 @@ def run(ctx: StudyContext, progress: bool = True) -> tuple[dict, bool]:
                           else ctx.space.sample(OptunaSuggest(trial), ctx.num_classes))
         trial.set_user_attr("policy", policy.to_dict())
         trial.set_user_attr("policy_hash", policy.digest())
+        twin = None if baseline else trained_twin(study, exp, policy.digest())
+        if twin is not None:
+            trial.set_user_attr("same_as", twin.number)
+            return ctx.reuse_trial(trial.number, policy, trial.params, twin.number, twin.value).value
 
         def report(epoch: int, value: float) -> None:
             trial.report(value, epoch)
@@ -400,5 +418,6 @@ def complete_trials(study_name: str, storage: str):
                            run_id=t.user_attrs.get("mlflow_run_id"), policy_hash=t.user_attrs.get("policy_hash", ""),
                            baseline=t.user_attrs.get("baseline", ""),
                            folds=tuple(t.user_attrs.get("fold_accuracy", ())),
-                           classes=tuple(t.user_attrs.get("class_accuracy", ()))) for t in trials]
+                           classes=tuple(t.user_attrs.get("class_accuracy", ())),
+                           same_as=t.user_attrs.get("same_as")) for t in trials]
     return records, lambda record: Policy.from_dict(policies[record.number])

@@ -170,7 +170,23 @@ class StudyContext:
         self._say(outcome, seed)
         return outcome
 
-    def _say(self, o: TrialOutcome, seed: int | None) -> None:
+    def reuse_trial(self, number: int, policy: Policy, driver_params: dict, twin: int,
+                    value: float) -> TrialOutcome:
+        """Trial `number` proposed the policy that trial `twin` already trained with the same
+        seed (common random numbers): the same seed and policy train to the same weights, so
+        its score is `twin`'s and nothing is trained. The child run says so (tag
+        ``autoaug.same_as``)."""
+        start = time.perf_counter()
+        run_id = self.tracker.start_trial(number, policy, driver_params, {"autoaug.same_as": twin})
+        seconds = time.perf_counter() - start
+        self.tracker.end_trial(run_id, "complete", {"val_accuracy_final": value, "best_val_accuracy": value,
+                                                    "duration_s": seconds})
+        outcome = TrialOutcome(number, "complete", value, policy, run_id, seconds)
+        self.outcomes.append(outcome)
+        self._say(outcome, None, twin)
+        return outcome
+
+    def _say(self, o: TrialOutcome, seed: int | None, twin: int | None = None) -> None:
         """`t03 randaugment+standard: 0.9040 in 31 s; best so far 0.9540 (t00 none)`."""
         name = tracking.trial_run_name(o.number, o.policy, o.baseline, seed)
         if o.state != "complete":
@@ -178,7 +194,8 @@ class StudyContext:
             return
         done = [x for x in self.outcomes if x.state == "complete" and not math.isnan(x.value)]
         best = max(done, key=lambda x: x.value) if done else o
-        self.log(f"{name}: {o.value:.4f} in {o.seconds:.0f} s; best so far {best.value:.4f} "
+        cost = f"as t{twin:02d} (same policy and seed: not trained again)" if twin is not None else f"in {o.seconds:.0f} s"
+        self.log(f"{name}: {o.value:.4f} {cost}; best so far {best.value:.4f} "
                  f"({tracking.trial_run_name(best.number, best.policy, best.baseline)})")
 
     def interrupted(self) -> None:
