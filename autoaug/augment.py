@@ -12,6 +12,12 @@ group's) is one row of a flat table, and three small tensors say which group eac
 belongs to and where each group's rows start and how many there are. Each image draws a
 row within its own group, so the class-to-group mapping is data too, never traced.
 
+Schedules use the same graph too: every table above has one slice per keyframe (a
+policy without schedule is one keyframe), and the graph picks the keyframe in effect at
+``progress`` (the fraction of training done) and, for a linear schedule, interpolates
+probabilities and levels toward the next one (`tables_at`). Keyframe fractions and
+``progress`` are tensors, so neither a new epoch nor a new schedule retraces.
+
 Randomness: one stateless key per batch, derived from (seed, epoch, batch index), then
 split per stage and step. Every draw has one value per image.
 """
@@ -22,6 +28,7 @@ import numpy as np
 import tensorflow as tf
 
 from . import ops
+from .opspec import MAX_LEVEL
 from .policy import Policy, PolicyError, Step
 
 _IDENTITY = ops.OP_INDEX["Identity"]
@@ -49,18 +56,101 @@ def _run_step(images, op_ids, levels, apply, signs, table, key):
     """One step for the whole batch: image i runs op_ids[i] at levels[i] where apply[i]."""
     op_ids = tf.where(apply, op_ids, _IDENTITY)
     params = ops.levels_to_params(op_ids, levels, signs, table)
-    n = tf.shape(images)[0]
-    parts = tf.dynamic_partition(images, op_ids, _N_OPS)
-    idx = tf.dynamic_partition(tf.range(n), op_ids, _N_OPS)
-    prm = tf.dynamic_partition(params, op_ids, _N_OPS)
     op_keys = _split(key, _N_OPS)
-    outs = []
-    for i, spec in enumerate(ops.TABLE):
-        if spec.kind == "batch" or i == _IDENTITY:
-            outs.append(parts[i])
-        else:
-            outs.append(ops.KERNELS[spec.name](parts[i], prm[i], op_keys[i]))
-    return tf.dynamic_stitch(idx, outs)
+    return _apply_ops(images, op_ids, params, lambda i: op_keys[i], range(_N_OPS))
+
+
+# Which fused group (`ops.FUSED_GROUPS`) runs each op; -1: its own kernel (or nothing).
+_GROUP_OF_OP = [-1] * _N_OPS
+for _g, (_names, _, _) in enumerate(ops.FUSED_GROUPS):
+    for _name in _names:
+        _GROUP_OF_OP[ops.OP_INDEX[_name]] = _g
+_WARP_GROUP = next(g for g, (names, _, _) in enumerate(ops.FUSED_GROUPS) if "Rotate" in names)
+# At this many pixels per image and more, the fused groups run XLA-compiled (one compile
+# per power-of-two bucket of images from 8 up, see `_fused`); below, XLA's per-call cost and its
+# compiles outweigh what it saves.
+XLA_MIN_PIXELS = 64 * 64
+_COMPILED = [tf.function(apply, jit_compile=True, autograph=False) for _, _, apply in ops.FUSED_GROUPS]
+_LOCAL_INDEX = []  # per group: op index -> its position in the group's list
+for _names, _, _ in ops.FUSED_GROUPS:
+    _LOCAL_INDEX.append(np.array([_names.index(o) if o in _names else 0 for o in ops.OP_NAMES], np.int32))
+
+
+def _if_any(idx, fn, like):
+    """fn() when idx is not empty, else an empty batch shaped like `like` (nothing runs)."""
+    return tf.cond(tf.size(idx) > 0, fn, lambda: tf.zeros_like(like[:0]))
+
+
+def _bucket(n, limit):
+    """The smallest power of two >= n and >= 8, at most `limit` (1 <= n <= limit)."""
+    powers = tf.bitwise.left_shift(1, tf.range(3, 31))
+    return tf.minimum(tf.reduce_min(tf.where(powers >= n, powers, 2 ** 30)), limit)
+
+
+def _fused(g, images, idx, op_ids, params):
+    """Group g of `ops.FUSED_GROUPS` on images[idx].
+
+    On large images: tables from ``prepare``, then ``apply`` XLA-compiled, on a batch padded
+    to a power of two (with Identity images, dropped after) so that a pipeline compiles it a
+    few times, not once per partition size. On small images the tables would cost more than
+    the pixels: each op's own kernel runs on its own images (the same pixels either way).
+    """
+    names, prepare, _ = ops.FUSED_GROUPS[g]
+    n, total = tf.size(idx), tf.shape(images)[0]
+    shape = tf.shape(images)
+    sub_ops, sub_params = tf.gather(op_ids, idx), tf.gather(params, idx)
+
+    def compiled():
+        pad = _bucket(n, total) - n
+        sub = tf.gather(images, tf.concat([idx, tf.fill([pad], idx[0])], 0))
+        tables = prepare(sub, tf.concat([sub_ops, tf.fill([pad], _IDENTITY)], 0),
+                         tf.concat([sub_params, tf.zeros([pad])], 0))
+        return _COMPILED[g](sub, *tables)[:n]
+
+    def per_op():
+        local = tf.gather(_LOCAL_INDEX[g], sub_ops)
+        parts = tf.dynamic_partition(tf.gather(images, idx), local, len(names))
+        where = tf.dynamic_partition(tf.range(n), local, len(names))
+        prm = tf.dynamic_partition(sub_params, local, len(names))
+        no_key = tf.zeros([2], tf.int64)  # the fused ops draw nothing
+        return tf.dynamic_stitch(where, [ops.KERNELS[name](parts[j], prm[j], no_key) for j, name in enumerate(names)])
+
+    return tf.cond(shape[1] * shape[2] >= XLA_MIN_PIXELS, compiled, per_op)
+
+
+def _apply_ops(images, op_ids, params, op_key, candidates):
+    """Image i runs op op_ids[i] with params[i]; op k draws from op_key(k).
+
+    Only ops in `candidates` (op indices) can occur. Each op or fused group runs on its
+    own images only, and only if there are any; an op's images keep their batch order, so
+    the ops that draw (Cutout, PadCrop, GaussianNoise) draw as they always have.
+    """
+    n = tf.shape(images)[0]
+    candidates = [i for i in candidates if i != _IDENTITY and ops.TABLE[i].kind != "batch"]
+    idxs, outs = [tf.range(n)], [images]
+    groups = sorted({_GROUP_OF_OP[i] for i in candidates} - {-1})
+    own = [i for i in candidates if _GROUP_OF_OP[i] == -1]
+    warps = [i for i in candidates if _GROUP_OF_OP[i] == _WARP_GROUP]
+    float_warp = tf.zeros([n], tf.bool)
+    if warps:  # images beyond the fixed-point range: `ops.warp`, with Pillow's float64 path
+        float_warp = ops.warp_needs_float(op_ids, params, tf.shape(images)[1], tf.shape(images)[2])
+    member = tf.gather(tf.constant(_GROUP_OF_OP, tf.int32), op_ids)
+    for g in groups:
+        idx = tf.cast(tf.where((member == g) & ~float_warp)[:, 0], tf.int32)
+        idxs.append(idx)
+        outs.append(_if_any(idx, lambda g=g, idx=idx: _fused(g, images, idx, op_ids, params), images))
+    if warps:
+        idx = tf.cast(tf.where(float_warp)[:, 0], tf.int32)
+        idxs.append(idx)
+        outs.append(_if_any(idx, lambda idx=idx: ops.warp(tf.gather(images, idx), tf.gather(op_ids, idx),
+                                                          tf.gather(params, idx)), images))
+    for i in own:
+        idx = tf.cast(tf.where(tf.equal(op_ids, i))[:, 0], tf.int32)
+        kernel = ops.KERNELS[ops.TABLE[i].name]
+        idxs.append(idx)
+        outs.append(_if_any(idx, lambda i=i, idx=idx, kernel=kernel: kernel(
+            tf.gather(images, idx), tf.gather(params, idx), op_key(i)), images))
+    return tf.dynamic_stitch(idxs, outs)  # later entries win: the ops' results over the inputs
 
 
 def _groups(class_ids, group_of):
@@ -113,11 +203,34 @@ def _single_step(images, labels, op_name, prob, level, table, key):
     params = ops.levels_to_params(op_ids, tf.fill([n], level), signs, table)
     if spec.kind == "batch":
         return kernel(images, labels, params[0], apply, k_op)
-    mask = tf.cast(apply, tf.int32)
-    parts = tf.dynamic_partition(images, mask, 2)
-    idx = tf.dynamic_partition(tf.range(n), mask, 2)
-    out = kernel(parts[1], tf.dynamic_partition(params, mask, 2)[1], k_op)
-    return tf.dynamic_stitch(idx, [parts[0], out]), labels
+    op_ids = tf.where(apply, op_ids, _IDENTITY)
+    return _apply_ops(images, op_ids, params, lambda i: k_op, [ops.OP_INDEX[op_name]]), labels
+
+
+_MIXED = {"probs": 1.0, "levels": MAX_LEVEL, "stage_probs": 1.0, "stage_levels": MAX_LEVEL}
+_PICKED = ("op_ids", "group_of", "group_start", "group_count")
+
+
+def tables_at(t: dict, progress) -> dict:
+    """The policy tables in effect at `progress` (fraction of training done), from the
+    per-keyframe tables of `policy_tensors`: op ids and class groups of keyframe k, the one
+    in effect; probabilities and levels ``(1 - w) * keyframe k + w * keyframe k + 1``,
+    clipped to their range, where w is how far `progress` is from k to k + 1 for a linear
+    schedule and 0 for a step schedule. `Schedule.at` computes the same float32 numbers.
+    """
+    fractions = tf.convert_to_tensor(t["fractions"], tf.float32)
+    progress = tf.cast(progress, tf.float32)
+    last = tf.shape(fractions)[0] - 1
+    k = tf.clip_by_value(tf.reduce_sum(tf.cast(fractions <= progress, tf.int32)) - 1, 0, last)
+    k1 = tf.minimum(k + 1, last)
+    w = tf.clip_by_value(tf.math.divide_no_nan(progress - tf.gather(fractions, k),
+                                               tf.gather(fractions, k1) - tf.gather(fractions, k)), 0.0, 1.0)
+    w = w * tf.cast(t["interpolate"], tf.float32)
+    out = {name: tf.gather(t[name], k) for name in _PICKED}
+    for name, high in _MIXED.items():
+        x = tf.convert_to_tensor(t[name], tf.float32)
+        out[name] = tf.clip_by_value((1.0 - w) * tf.gather(x, k) + w * tf.gather(x, k1), 0.0, high)
+    return out
 
 
 def _graph(structure: tuple, channels: int, with_labels: bool):
@@ -128,8 +241,15 @@ def _graph(structure: tuple, channels: int, with_labels: bool):
     num_steps = next((s[1] for s in structure if isinstance(s, tuple)), 1)
     n_stages = len(structure)
 
-    def run(images, labels, class_ids, group_of, group_start, group_count, op_ids, probs, levels,
-            stage_probs, stage_levels, table, key):
+    def run(images, labels, class_ids, progress, fractions, interpolate, group_of, group_start,
+            group_count, op_ids, probs, levels, stage_probs, stage_levels, table, key):
+        now = tables_at(dict(fractions=fractions, interpolate=interpolate, group_of=group_of,
+                             group_start=group_start, group_count=group_count, op_ids=op_ids,
+                             probs=probs, levels=levels, stage_probs=stage_probs,
+                             stage_levels=stage_levels), progress)
+        group_of, group_start, group_count = now["group_of"], now["group_start"], now["group_count"]
+        op_ids, probs, levels = now["op_ids"], now["probs"], now["levels"]
+        stage_probs, stage_levels = now["stage_probs"], now["stage_levels"]
         keys = _split(key, n_stages + 1)
         for i, stage in enumerate(structure):
             if isinstance(stage, tuple):
@@ -140,18 +260,22 @@ def _graph(structure: tuple, channels: int, with_labels: bool):
                                               stage_levels[i], table, keys[i])
         return images, labels
 
+    # every table has a leading keyframe axis (one keyframe without schedule)
     signature = [
         tf.TensorSpec([None, None, None, channels], tf.uint8),
         tf.TensorSpec([None, None], tf.float32),
         tf.TensorSpec([None], tf.int32),  # class id per image
-        tf.TensorSpec([None], tf.int32),  # class -> group (0 = default)
-        tf.TensorSpec([None], tf.int32),  # group -> first row
-        tf.TensorSpec([None], tf.int32),  # group -> number of rows
-        tf.TensorSpec([None, num_steps], tf.int32),
-        tf.TensorSpec([None, num_steps], tf.float32),
-        tf.TensorSpec([None, num_steps], tf.float32),
-        tf.TensorSpec([n_stages], tf.float32),
-        tf.TensorSpec([n_stages], tf.float32),
+        tf.TensorSpec([], tf.float32),  # progress: fraction of training done
+        tf.TensorSpec([None], tf.float32),  # keyframe -> fraction where it starts
+        tf.TensorSpec([], tf.float32),  # 1: interpolate (linear schedule), 0: hold (step)
+        tf.TensorSpec([None, None], tf.int32),  # class -> group (0 = default)
+        tf.TensorSpec([None, None], tf.int32),  # group -> first row
+        tf.TensorSpec([None, None], tf.int32),  # group -> number of rows
+        tf.TensorSpec([None, None, num_steps], tf.int32),
+        tf.TensorSpec([None, None, num_steps], tf.float32),
+        tf.TensorSpec([None, None, num_steps], tf.float32),
+        tf.TensorSpec([None, n_stages], tf.float32),
+        tf.TensorSpec([None, n_stages], tf.float32),
         tf.TensorSpec([_N_OPS, 5], tf.float32),
         tf.TensorSpec([2], tf.int64),
     ]
@@ -161,13 +285,34 @@ def _graph(structure: tuple, channels: int, with_labels: bool):
 
 
 def policy_tensors(policy: Policy) -> dict:
-    """The numbers of a policy as arrays.
+    """The numbers of a policy as arrays, one slice (the leading axis) per keyframe of its
+    schedule; a policy without schedule is one keyframe at 0.
 
-    One table of sub-policy rows: the default's first, then each class group's (an empty
-    list becomes one Identity p=0 row); shorter sub-policies are padded with Identity p=0.
-    ``group_of[c]`` is the group of class c (0 = default, g + 1 = class_policies[g]);
-    ``group_start`` and ``group_count`` locate each group's rows.
+    Per keyframe, one table of sub-policy rows: the default's first, then each class
+    group's (an empty list becomes one Identity p=0 row); shorter sub-policies are padded
+    with Identity p=0. ``group_of[c]`` is the group of class c (0 = default, g + 1 =
+    class_policies[g]); ``group_start`` and ``group_count`` locate each group's rows.
+    Keyframes with fewer rows, classes or groups are padded (rows: Identity p=0; classes:
+    the default group; groups: one row at 0), never drawn. ``fractions`` are where the
+    keyframes start; ``interpolate`` is 1.0 for a linear schedule, else 0.0.
     """
+    frames = policy.schedule.keyframes if policy.schedule else ((0.0, policy),)
+    tables = [_keyframe_tensors(p) for _, p in frames]
+    out = {}
+    for name, fill in (("op_ids", _IDENTITY), ("probs", 0.0), ("levels", 0.0), ("stage_probs", 0.0),
+                       ("stage_levels", 0.0), ("group_of", 0), ("group_start", 0), ("group_count", 1)):
+        arrays = [t[name] for t in tables]
+        size = max(len(a) for a in arrays)
+        out[name] = np.stack([np.concatenate([a, np.full((size - len(a),) + a.shape[1:], fill, a.dtype)])
+                              for a in arrays])
+    out["fractions"] = np.array([at for at, _ in frames], np.float32)
+    linear = policy.schedule is not None and policy.schedule.mode == "linear"
+    out["interpolate"] = np.float32(1.0 if linear else 0.0)
+    return out
+
+
+def _keyframe_tensors(policy: Policy) -> dict:
+    """`policy_tensors` of one schedule-free policy, without the keyframe axis."""
     num_steps = max(policy.num_steps, 1)
     none = ((Step("Identity", 0.0, 0.0),),)
     rows, starts, counts = [], [], []
@@ -211,7 +356,7 @@ def class_ids(labels) -> tf.Tensor:
     return tf.cast(tf.clip_by_value(wide, -1, 2 ** 31 - 1), tf.int32)
 
 
-def apply_policy(policy: Policy, images, labels=None, seed=0, epoch=0, index=0):
+def apply_policy(policy: Policy, images, labels=None, seed=0, epoch=0, index=0, progress=None):
     """Augment a uint8 batch [B, H, W, C] (C = 1 or 3) with `policy`.
 
     Works eagerly and inside ``Dataset.map`` after ``batch``. ``labels`` are required
@@ -226,6 +371,9 @@ def apply_policy(policy: Policy, images, labels=None, seed=0, epoch=0, index=0):
         labels: optional; see above.
         seed, epoch, index: the batch's stateless key (``batch_key``): the same three
             give the same pixels, in any process and under any ``num_parallel_calls``.
+        progress: the fraction of training done (a number or scalar tensor; default 0,
+            the start): a scheduled policy applies ``policy.at(progress)``, with the same
+            pixels; ignored by a policy without schedule.
 
     Returns:
         The augmented uint8 images, or ``(images, labels)`` when labels are passed.
@@ -258,6 +406,12 @@ def apply_policy(policy: Policy, images, labels=None, seed=0, epoch=0, index=0):
     if images.shape.rank != 4 or images.shape[-1] not in (1, 3):
         raise PolicyError(f"images must be a batch [B, H, W, C] with C = 1 or 3, got {images.shape}")
     named = f"policy {policy.name}" if policy.name else "the policy"
+    if progress is None:
+        progress = 0.0
+    elif isinstance(progress, bool) or (isinstance(progress, (int, float, np.number)) and not np.isfinite(progress)):
+        raise PolicyError(f"progress must be the fraction of training done (0..1), got {progress!r}")
+    elif not isinstance(progress, (int, float, np.number)) and tf.convert_to_tensor(progress).shape.rank != 0:
+        raise PolicyError(f"progress must be one number (a scalar), got shape {tf.convert_to_tensor(progress).shape}")
     if policy.uses_labels and labels is None:
         raise PolicyError(f"{named} mixes labels (MixUp/CutMix): pass one-hot labels")
     if policy.per_class and labels is None:
@@ -280,7 +434,8 @@ def apply_policy(policy: Policy, images, labels=None, seed=0, epoch=0, index=0):
     t = policy_tensors(policy)
     fn = _graph(structure, int(images.shape[-1]), policy.uses_labels)
     lab = tf.cast(labels, tf.float32) if policy.uses_labels else tf.zeros([n, 0])
-    out, mixed = fn(images, lab, ids, t["group_of"], t["group_start"], t["group_count"],
+    out, mixed = fn(images, lab, ids, tf.cast(progress, tf.float32), t["fractions"], t["interpolate"],
+                    t["group_of"], t["group_start"], t["group_count"],
                     t["op_ids"], t["probs"], t["levels"], t["stage_probs"], t["stage_levels"],
                     ops.range_table(policy.ranges), batch_key(seed, epoch, index))
     if labels is None:
@@ -295,9 +450,22 @@ class PolicyLayer(keras.layers.Layer):
     Inputs are images in 0..255 (any dtype); they are rounded to uint8 for the ops and
     returned in the input dtype. Each call draws from (seed, call counter), so a model
     replays the same augmentation sequence for the same seed.
+
+    A scheduled policy reads its place in the schedule from the layer's ``progress``
+    variable (the fraction of training done, 0 at first): set it with
+    ``layer.progress.assign(epoch / epochs)``, or pass ``ScheduleProgress(layer, epochs)``
+    to ``fit`` as a callback. Layers of policies without schedule have no such variable.
+
+    With ``steps_per_epoch`` the layer keys its batches as `autoaug.pipeline.train_dataset`
+    does: call g (from 0) is batch ``g % steps_per_epoch`` of epoch ``g // steps_per_epoch``,
+    so the same seed gives the same pixels in the model as in tf.data (``train_model`` with
+    ``augment_on="model"``); with ``total_epochs`` too, a scheduled policy's progress is
+    ``epoch / total_epochs``, as there. ``layer.calls`` counts the training batches seen
+    (assign ``start_epoch * steps_per_epoch`` to resume).
     """
 
-    def __init__(self, policy, seed: int = 0, **kwargs):
+    def __init__(self, policy, seed: int = 0, steps_per_epoch: int | None = None,
+                 total_epochs: int | None = None, **kwargs):
         super().__init__(**kwargs)
         self.policy = policy if isinstance(policy, Policy) else Policy.from_dict(policy)
         if self.policy.uses_labels:
@@ -306,15 +474,55 @@ class PolicyLayer(keras.layers.Layer):
             raise PolicyError("a per-class policy needs each image's label: apply it in tf.data "
                               "(Policy.apply(images, labels)), not in a layer")
         self.seed = int(seed)
+        for name, value in (("steps_per_epoch", steps_per_epoch), ("total_epochs", total_epochs)):
+            if value is not None and (isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1):
+                raise PolicyError(f"{name} must be a positive integer or None, got {value!r}")
+        self.steps_per_epoch = None if steps_per_epoch is None else int(steps_per_epoch)
+        self.total_epochs = None if total_epochs is None else int(total_epochs)
         self._calls = tf.Variable(0, dtype=tf.int64, trainable=False, name="augment_calls")
+        self.progress = None
+        if self.policy.schedule is not None:
+            self.progress = tf.Variable(0.0, dtype=tf.float32, trainable=False, name="augment_progress")
 
     def call(self, inputs, training=None):
         if not training:
             return inputs
         dtype = inputs.dtype
         images = inputs if dtype == tf.uint8 else tf.cast(tf.clip_by_value(tf.round(inputs), 0, 255), tf.uint8)
-        out = apply_policy(self.policy, images, seed=self.seed, index=self._calls.assign_add(1))
+        if self.steps_per_epoch is None:
+            out = apply_policy(self.policy, images, seed=self.seed, index=self._calls.assign_add(1),
+                               progress=self.progress)
+        else:  # as train_dataset keys its batches
+            g = self._calls.assign_add(1) - 1
+            epoch, index = g // self.steps_per_epoch, g % self.steps_per_epoch
+            progress = self.progress
+            if self.policy.schedule is not None and self.total_epochs is not None:
+                progress = tf.cast(epoch, tf.float32) / float(self.total_epochs)
+            out = apply_policy(self.policy, images, seed=self.seed, epoch=epoch, index=index,
+                               progress=progress)
         return out if dtype == tf.uint8 else tf.cast(out, dtype)
 
+    @property
+    def calls(self) -> tf.Variable:
+        """The number of training batches augmented so far (int64)."""
+        return self._calls
+
     def get_config(self):
-        return {**super().get_config(), "policy": self.policy.to_dict(), "seed": self.seed}
+        return {**super().get_config(), "policy": self.policy.to_dict(), "seed": self.seed,
+                "steps_per_epoch": self.steps_per_epoch, "total_epochs": self.total_epochs}
+
+
+class ScheduleProgress(keras.callbacks.Callback):
+    """Sets a scheduled `PolicyLayer`'s progress to ``epoch / epochs`` as each epoch begins,
+    as `autoaug.pipeline.train_dataset` does for the tf.data pipeline."""
+
+    def __init__(self, layer: PolicyLayer, epochs: int):
+        super().__init__()
+        if layer.progress is None:
+            raise PolicyError("the layer's policy has no schedule: it needs no ScheduleProgress")
+        if isinstance(epochs, bool) or not isinstance(epochs, int) or epochs < 1:
+            raise PolicyError(f"epochs must be a positive integer, got {epochs!r}")
+        self.layer, self.epochs = layer, epochs
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self.layer.progress.assign(epoch / self.epochs)

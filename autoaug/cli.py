@@ -47,7 +47,8 @@ def _user_errors():
 def _overrides(args) -> list[str]:
     overrides = list(args.set or [])
     for flag, key in (("n_trials", "n_trials"), ("storage", "storage"), ("tracking_uri", "tracking_uri"),
-                      ("study_name", "name"), ("seed", "seed"), ("driver", "driver.name")):
+                      ("study_name", "name"), ("seed", "seed"), ("driver", "driver.name"),
+                      ("image_size", "data.image_size")):
         value = getattr(args, flag, None)
         if value is not None:
             overrides.append(f"{key}={value}")
@@ -64,8 +65,8 @@ def _check_shared(exp, who: str) -> None:
     """Parallel workers: the Optuna driver and a storage they can share, reachable now."""
     from .config import ConfigError
     from .search.optuna_driver import check_shared, make_storage
-    if exp.driver.name != "optuna":
-        raise ConfigError(f"{who} needs the optuna driver (KerasTuner runs one worker)")
+    if exp.driver.name not in ("optuna", "pbt"):
+        raise ConfigError(f"{who} needs the optuna driver or pbt (KerasTuner runs one worker)")
     check_shared(exp.storage, who)
     make_storage(exp.storage, exp.driver.heartbeat_s)
 
@@ -112,7 +113,10 @@ def cmd_search(args) -> int:
         raise ConfigError(f"--workers must be at least 1, got {args.workers}")
     if args.workers > 1:
         _check_shared(exp, f"--workers {args.workers}")
-    print(f"study {exp.name}: {exp.n_trials} trials, driver {exp.driver.name}, "
+    d = exp.driver
+    size = (f"population {d.population}, a barrier every {d.interval_epochs} epochs" if d.name == "pbt"
+            else f"{exp.n_trials} trials")
+    print(f"study {exp.name}: {size}, driver {d.name}, "
           f"storage {redact(exp.storage) or 'memory'}, tracking {redact(exp.tracking_uri)}"
           + (f", {args.workers} workers" if args.workers > 1 else ""), flush=True)
     if args.workers > 1:
@@ -151,7 +155,7 @@ def cmd_worker(args) -> int:
 
 def cmd_preview(args) -> int:
     from . import load_policy
-    from .config import ConfigError
+    from .config import ConfigError, parse_value
     from .data import load_dataset
     from .files import check_output
     from .preview import write_preview
@@ -161,15 +165,44 @@ def cmd_preview(args) -> int:
     inputs = {"policy file": args.policy if os.path.isfile(args.policy) else None,
               "dataset": args.data if os.path.isfile(args.data) else None}
     check_output(args.out, inputs, "--out")
+    at, epochs = _preview_epochs(args)
     policy = load_policy(args.policy)
-    ds = load_dataset(args.data)
+    ds = load_dataset(args.data, **({"image_size": parse_value(args.image_size)} if args.image_size else {}))
     if not 0 <= args.offset < len(ds.x_train):
         raise ConfigError(f"--offset must be in 0..{len(ds.x_train) - 1} (the {len(ds.x_train)} train "
                           f"images of {args.data}), got {args.offset}")
+    if at is None and policy.schedule is not None:  # a schedule without --at-epochs: its keyframes
+        points = [(f"{f:g} of training", f) for f, _ in policy.schedule.keyframes][:8]
+    else:
+        points = [(f"epoch {e} of {epochs}", e / epochs) for e in at or []]
     path = write_preview(ds.x_train[args.offset:], policy, args.out, n=args.n, copies=args.copies,
-                         seed=args.seed, y=ds.y_train[args.offset:])
-    print(f"wrote {path}: originals in the first row, {args.copies} augmented rows of {policy.name or args.policy}")
+                         seed=args.seed, y=ds.y_train[args.offset:],
+                         progress=[f for _, f in points] if points else None)
+    blocks = "; ".join(f"rows {2 + i * args.copies}-{1 + (i + 1) * args.copies}: {what}"
+                       for i, (what, _) in enumerate(points))
+    print(f"wrote {path}: originals in the first row, {args.copies} augmented rows of {policy.name or args.policy}"
+          + (f" per point of training ({blocks})" if points else ""))
     return 0
+
+
+def _preview_epochs(args) -> tuple[list[int] | None, int | None]:
+    """(--at-epochs as ints, --epochs), checked: both or neither, epochs within 0..--epochs."""
+    from .config import ConfigError
+    if args.epochs is not None and args.epochs < 1:
+        raise ConfigError(f"--epochs must be at least 1, got {args.epochs}")
+    if args.at_epochs is None:
+        if args.epochs is not None:
+            raise ConfigError("--epochs goes with --at-epochs (e.g. --at-epochs 0,10,19 --epochs 20)")
+        return None, None
+    if args.epochs is None:
+        raise ConfigError("--at-epochs needs --epochs, the length of the training (e.g. --epochs 20)")
+    try:
+        at = [int(e) for e in args.at_epochs.split(",")]
+    except ValueError:
+        raise ConfigError(f"--at-epochs must be epochs separated by commas (0,10,19), got {args.at_epochs!r}") from None
+    if not 1 <= len(at) <= 8 or any(not 0 <= e <= args.epochs for e in at):
+        raise ConfigError(f"--at-epochs must list 1..8 epochs in 0..{args.epochs}, got {args.at_epochs!r}")
+    return at, args.epochs
 
 
 def _study_args(args) -> tuple[str, str, str | None]:
@@ -250,7 +283,8 @@ def cmd_train(args) -> int:
     overrides = list(args.set or [])
     for flag, key in (("data", "data.source"), ("model", "model.name"), ("epochs", "training.epochs"),
                       ("batch_size", "training.batch_size"), ("seed", "seed"), ("n_train", "data.n_train"),
-                      ("n_val", "data.n_val"), ("tracking_uri", "tracking_uri")):
+                      ("n_val", "data.n_val"), ("tracking_uri", "tracking_uri"),
+                      ("image_size", "data.image_size")):
         value = getattr(args, flag)
         if value is not None:
             overrides.append(f"{key}={value}")
@@ -311,6 +345,20 @@ def cmd_ui(args) -> int:
     os.execv(cmd[0], cmd)
 
 
+def _image_size(text: str) -> str:
+    """--image-size 224 or 160x224 (height x width) -> the YAML of data.image_size."""
+    parts = text.lower().replace(",", "x").split("x")
+    if not all(p.strip().lstrip("-").isdigit() for p in parts) or len(parts) > 2:
+        raise argparse.ArgumentTypeError(f"expected N or HxW (e.g. 224 or 160x224), got {text!r}")
+    return parts[0].strip() if len(parts) == 1 else f"[{parts[0].strip()}, {parts[1].strip()}]"
+
+
+def image_size_flag(parser) -> None:
+    parser.add_argument("--image-size", type=_image_size, metavar="N|HxW",
+                        help="image folders: resize every image on load (data.image_size; data.resize "
+                             "crop|pad|stretch chooses how)")
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="autoaug", description="Search data-augmentation policies.")
     sub = p.add_subparsers(dest="command", required=True)
@@ -322,7 +370,8 @@ def build_parser() -> argparse.ArgumentParser:
         s.add_argument("--tracking-uri", help="MLflow tracking URI (default sqlite:///mlflow.db)")
         s.add_argument("--study-name")
         s.add_argument("--seed", type=int)
-        s.add_argument("--driver", choices=["optuna", "kerastuner"])
+        s.add_argument("--driver", choices=["optuna", "kerastuner", "pbt"])
+        image_size_flag(s)
         s.add_argument("--set", action="append", metavar="KEY.PATH=VALUE", help="override any config key")
         s.add_argument("--quiet", action="store_true", help="no progress bar")
         s.add_argument("--allow-forbidden-ops", action="store_true",
@@ -347,6 +396,11 @@ def build_parser() -> argparse.ArgumentParser:
     v.add_argument("--copies", type=int, default=5, help="augmented rows")
     v.add_argument("--offset", type=int, default=0, help="first image index")
     v.add_argument("--seed", type=int, default=0)
+    v.add_argument("--at-epochs", metavar="E,E,...",
+                   help="show a schedule at these epochs, one block of rows each (needs --epochs; "
+                        "default for a schedule: its keyframes)")
+    v.add_argument("--epochs", type=int, help="the length of the training --at-epochs counts in")
+    image_size_flag(v)
     v.set_defaults(fn=cmd_preview)
 
     def study_flags(c, storage=False):
@@ -377,6 +431,7 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--seed", type=int)
     t.add_argument("--n-train", help="training images (null = all but the validation set)")
     t.add_argument("--n-val", type=int)
+    image_size_flag(t)
     t.add_argument("--tracking-uri")
     t.add_argument("--mlflow-experiment", default="autoaug-train")
     t.add_argument("--set", action="append", metavar="KEY.PATH=VALUE")
@@ -398,6 +453,7 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--reference", help="the policy gaps are measured to (default: the best baseline)")
     e.add_argument("--csv", help="resumable CSV of finished runs (default runs/evaluate/<study>.csv)")
     e.add_argument("--tracking-uri")
+    image_size_flag(e)
     e.add_argument("--set", action="append", metavar="KEY.PATH=VALUE", help="override any config key")
     e.add_argument("--quiet", action="store_true")
     e.add_argument("--allow-forbidden-ops", action="store_true",

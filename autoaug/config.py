@@ -31,6 +31,14 @@ class DataConfig:
     # Ops that change this dataset's labels (autoaug.labels): a list of ops, or a mapping
     # op -> all | [classes]; None: the source's default (the digits forbid FlipLR and FlipUD).
     forbidden_ops: list | dict | None = None
+    # Image folders and their archives (autoaug.data.folders); other sources refuse them.
+    image_size: int | list | None = None  # N or [height, width]: resize on load; None: one stored size
+    resize: str = "crop"  # crop (to the aspect ratio, centred) | pad (letterbox, zeros) | stretch
+    channels: int | None = None  # 1 or 3; None: 1 if every image is grey, else 3
+    strict: bool = False  # refuse unreadable image files instead of skipping them with a warning
+    in_memory: bool | str = "auto"  # true | false (stream from disk through tf.data) | auto
+    memory_limit_gb: float | None = None  # auto streams above this many GB decoded; None: RAM / 4
+    test_fraction: float | None = None  # held out when there is no val/ or test/ folder; None: 0.2
 
 
 @dataclass(frozen=True)
@@ -45,6 +53,9 @@ class TrainingConfig:
     learning_rate: float = 0.05
     weight_decay: float = 5e-4
     label_smoothing: float = 0.0
+    # data: the policy runs in tf.data (CPU); model: in a layer before the model, on its
+    # device (the same pixels; not for MixUp/CutMix or per-class policies)
+    augment_on: str = "data"
 
 
 @dataclass(frozen=True)
@@ -56,6 +67,13 @@ class DriverConfig:
     prune_below: float = 0.0
     tuner: str = "bayesian"
     heartbeat_s: int = 20  # RDB storage: a trial is stale (its worker dead) after 3 beats
+    # pbt (autoaug.search.pbt_driver): P members, a barrier every k epochs, PBA's explore
+    population: int = 8
+    interval_epochs: int = 3
+    quantile: float = 0.25  # the bottom quantile copies the top one at every barrier
+    checkpoint_dir: str | None = None  # None: the members' MLflow runs hold their checkpoints
+    resample_probability: float = 0.2  # explore: a step's op, p and level drawn again
+    max_shift_bins: int = 3  # else its p and level move by 0..this many bins of the space's grids
 
 
 @dataclass(frozen=True)
@@ -108,7 +126,10 @@ class Experiment:
         t = self.training
         return {"model": self.model.name, "epochs": epochs or t.epochs, "batch_size": t.batch_size,
                 "learning_rate": t.learning_rate, "weight_decay": t.weight_decay,
-                "label_smoothing": t.label_smoothing, "seed": self.seed if seed is None else seed}
+                "label_smoothing": t.label_smoothing, "seed": self.seed if seed is None else seed,
+                # only when it is not the default: the same pixels either way, so the specs
+                # (and cache keys) of data-path runs stay as they were
+                **({"augment_on": t.augment_on} if t.augment_on != "data" else {})}
 
     def resolve(self, path: str) -> str:
         """A path from the experiment: as given if it exists, else relative to its project
@@ -138,15 +159,18 @@ class Experiment:
 DEFAULTS: dict = Experiment().to_dict()
 
 CHOICES = {
-    "driver.name": ("optuna", "kerastuner"),
+    "driver.name": ("optuna", "kerastuner", "pbt"),
     "driver.sampler": ("tpe", "random", "cmaes"),
     "driver.pruner": ("none", "median", "hyperband", "threshold"),
     "driver.tuner": ("bayesian", "hyperband", "random"),
     "evaluation": ("proxy-training", "density-matching"),
     "selection.trial_seeds": ("common", "per-trial"),
+    "data.resize": ("crop", "pad", "stretch"),
+    "training.augment_on": ("data", "model"),
 }
 POSITIVE_INTS = ("training.epochs", "training.batch_size", "n_trials", "data.n_train", "data.n_val",
-                 "driver.heartbeat_s", "density.folds", "density.copies", "selection.seeds")
+                 "driver.heartbeat_s", "density.folds", "density.copies", "selection.seeds",
+                 "driver.population", "driver.interval_epochs")
 
 
 def _merge(base: dict, override: dict, path: str = "") -> dict:
@@ -207,6 +231,7 @@ def _check(cfg: dict) -> None:
         raise ConfigError("'baselines' must be a list of policy names")
     if not isinstance(cfg["data"]["source"], str) or not cfg["data"]["source"]:
         raise ConfigError("'data.source' must name a dataset")
+    _check_data(cfg["data"])
     from .labels import ForbiddenOps  # labels reads policies, which read no config
     ForbiddenOps.parse(cfg["data"]["forbidden_ops"])
     top_k = cfg["selection"]["top_k"]
@@ -220,6 +245,55 @@ def _check(cfg: dict) -> None:
         raise ConfigError("'density.cache_dir' must be a folder path")
     if not isinstance(cfg["search_space"], (str, dict)):
         raise ConfigError("'search_space' must be a file path or a mapping")
+    _check_pbt(cfg)
+
+
+def _check_pbt(cfg: dict) -> None:
+    """The population-based driver's keys (checked whatever the driver: a file stays valid)."""
+    d = cfg["driver"]
+    for key, low, high in (("quantile", 0.0, 0.5), ("resample_probability", 0.0, 1.0)):
+        v = d[key]
+        if isinstance(v, bool) or not isinstance(v, (int, float)) or not low <= v <= high \
+                or (key == "quantile" and v == 0):
+            raise ConfigError(f"'driver.{key}' must be a number in {'(0' if key == 'quantile' else '[0'}, "
+                              f"{high:g}], got {v!r}")
+    v = d["max_shift_bins"]
+    if isinstance(v, bool) or not isinstance(v, int) or v < 0:
+        raise ConfigError(f"'driver.max_shift_bins' must be a non-negative integer, got {v!r}")
+    if d["checkpoint_dir"] is not None and (not isinstance(d["checkpoint_dir"], str) or not d["checkpoint_dir"].strip()):
+        raise ConfigError(f"'driver.checkpoint_dir' must be a folder path (or null: the MLflow runs), "
+                          f"got {d['checkpoint_dir']!r}")
+    if d["name"] != "pbt":
+        return
+    if d["population"] < 2:
+        raise ConfigError(f"'driver.population' must be at least 2 (members copy each other), got {d['population']}")
+    if d["interval_epochs"] >= cfg["training"]["epochs"]:
+        raise ConfigError(f"'driver.interval_epochs' ({d['interval_epochs']}) must be below 'training.epochs' "
+                          f"({cfg['training']['epochs']}): the population exploits between intervals")
+    if cfg["evaluation"] != "proxy-training":
+        raise ConfigError("driver pbt trains its members: it needs 'evaluation: proxy-training'")
+
+
+def _check_data(data: dict) -> None:
+    for key, allowed, text in (("in_memory", (True, False, "auto"), "true, false or auto"),
+                               ("channels", (None, 1, 3), "1 (grey), 3 (RGB) or null (from the images)"),
+                               ("strict", (True, False), "true or false")):
+        if not any(data[key] is a or (isinstance(a, (int, str)) and not isinstance(a, bool)
+                                      and type(data[key]) is type(a) and data[key] == a) for a in allowed):
+            raise ConfigError(f"'data.{key}' must be {text}, got {data[key]!r}")
+    size = data["image_size"]
+    items = [size, size] if isinstance(size, int) else size
+    if size is not None and not (isinstance(items, list) and len(items) == 2 and all(
+            isinstance(v, int) and not isinstance(v, bool) and v > 0 for v in items)):
+        raise ConfigError(f"'data.image_size' must be a positive integer N (N x N pixels) or "
+                          f"[height, width], got {size!r}")
+    for key in ("memory_limit_gb", "test_fraction"):
+        value = data[key]
+        if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float))
+                                  or not math.isfinite(value) or value <= 0):
+            raise ConfigError(f"'data.{key}' must be a positive number, got {value!r}")
+    if data["test_fraction"] is not None and not data["test_fraction"] < 1:
+        raise ConfigError(f"'data.test_fraction' must be below 1, got {data['test_fraction']!r}")
 
 
 MAX_SEED = 2**31 - 1  # numpy, Keras, Optuna and KerasTuner all take seeds below 2**31
@@ -322,7 +396,7 @@ def load_experiment(path: str | None, overrides: list[str] = ()) -> Experiment:
     >>> load_experiment(None, ["training.epoch=5"])
     Traceback (most recent call last):
     ...
-    autoaug.config.ConfigError: experiment: unknown key 'training.epoch' (known: batch_size, epochs, label_smoothing, learning_rate, weight_decay)
+    autoaug.config.ConfigError: experiment: unknown key 'training.epoch' (known: augment_on, batch_size, epochs, label_smoothing, learning_rate, weight_decay)
     """
     raw = read_yaml(path, "experiment") if path else {}
     try:

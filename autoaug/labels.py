@@ -135,6 +135,12 @@ class ForbiddenOps:
     # ------------------------------------------------------------------ policies
     def violations(self, policy: Policy) -> list[str]:
         """Where `policy` uses an op that changes a label, e.g. 'FlipLR (stage 1)'."""
+        if policy.schedule is not None:  # every keyframe; each place once, with the first keyframe using it
+            found: dict = {}
+            for k, (_, frame) in enumerate(policy.schedule.keyframes):
+                for v in self.violations(frame):
+                    found.setdefault(v, k)
+            return [v if k == 0 else f"{v} from schedule keyframe {k}" for v, k in found.items()]
         out = []
         grouped = frozenset(c for g in policy.class_policies for c in g.classes)
         for i, stage in enumerate(policy.stages):

@@ -12,6 +12,8 @@ with XLA (``jit_compile=True``).
 ``"cnn"``        six 3x3 convs (32-32-64-64-128-128), BN + ReLU, max-pool after each
                  pair, global average pool, dense (the proxy model of the guide).
 ``"cnn-small"``  two convs (16, 32) for tests and the MNIST quickstart.
+``"resnet-small"``  for photo-sized images (64-160 px): a stride-2 stem and three
+                 pre-activation residual blocks (32, 64, 128 channels; the last two stride 2).
 ``"wrn-D-K"``    pre-activation Wide-ResNet of depth D (6n+4) and width K, e.g.
                  ``"wrn-16-2"``, ``"wrn-28-2"`` (1.47M parameters for 10 classes),
                  ``"wrn-28-10"``.
@@ -30,7 +32,7 @@ import re
 import keras
 from keras import layers
 
-KNOWN_MODELS = ("cnn", "cnn-small", "wrn-16-2", "wrn-28-2")
+KNOWN_MODELS = ("cnn", "cnn-small", "wrn-16-2", "wrn-28-2", "resnet-small")
 _WRN = re.compile(r"^wrn-(\d+)-(\d+)$")
 _COMMON = ("weight_decay", "dropout", "bn_momentum", "output", "seed")
 
@@ -77,6 +79,9 @@ def build_model(name: str, input_shape, num_classes: int, **kw) -> keras.Model:
         _check(name, kw, _COMMON)
         return _cnn(input_shape, num_classes, widths=(16, 32), convs_per_stage=1,
                     name="cnn_small", **kw)
+    if key == "resnet-small":
+        _check(name, kw, _COMMON)
+        return _resnet_small(input_shape, num_classes, **kw)
     m = _WRN.match(key)
     if m:
         depth, width = int(m.group(1)), int(m.group(2))
@@ -191,3 +196,29 @@ def _wrn(input_shape, num_classes, depth, width, weight_decay=0.0, dropout=0.0,
     x = layers.ReLU(name="relu_final")(x)
     outputs = _head(x, num_classes, init, reg, 0.0, output)
     return keras.Model(inputs, outputs, name=f"wrn_{depth}_{width}")
+
+
+# --------------------------------------------------------------------------- small ResNet
+
+
+def _resnet_small(input_shape, num_classes, weight_decay=0.0, dropout=0.0, bn_momentum=0.9,
+                  output="softmax", seed=None):
+    """A proxy for photos: the stride-2 stem does at 96 px what a CIFAR net does at 32 px."""
+    init, reg = _Init(seed), _regularizer(weight_decay)
+    inputs, x = _stem(input_shape)
+    x = _conv(x, 32, init, reg, "conv0", stride=2 if min(input_shape[:2]) >= 16 else 1)
+    channels = 32
+    for s, filters in enumerate((32, 64, 128), start=1):
+        stride = 2 if s > 1 and min(x.shape[1], x.shape[2]) >= 2 else 1
+        p = f"s{s}_"
+        pre = layers.ReLU(name=p + "relu1")(_bn(x, bn_momentum, p + "bn1"))
+        shortcut = (_conv(pre, filters, init, reg, p + "shortcut", stride=stride, kernel=1)
+                    if stride != 1 or channels != filters else x)
+        y = _conv(pre, filters, init, reg, p + "conv1", stride=stride)
+        y = layers.ReLU(name=p + "relu2")(_bn(y, bn_momentum, p + "bn2"))
+        y = _conv(y, filters, init, reg, p + "conv2")
+        x = layers.Add(name=p + "add")([shortcut, y])
+        channels = filters
+    x = layers.ReLU(name="relu_final")(_bn(x, bn_momentum, "bn_final"))
+    outputs = _head(x, num_classes, init, reg, dropout, output)
+    return keras.Model(inputs, outputs, name="resnet_small")

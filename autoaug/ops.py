@@ -50,6 +50,18 @@ def _blend(degenerate, images, factor):
     return _to_uint8_trunc(degenerate + _per_image(factor) * (_f32(images) - degenerate))
 
 
+def _blend_table(factor):
+    """uint8 [B, 256 * 256]: `_blend` of pixel x with degenerate g, at index g * 256 + x.
+
+    Computed as `_blend` computes it, so a lookup gives its pixels exactly; an
+    XLA-compiled blend then has no float arithmetic left to contract into fused
+    multiply-adds (which round once where `_blend` rounds twice).
+    """
+    v = tf.range(256, dtype=tf.float32)
+    return tf.reshape(_to_uint8_trunc(v[None, :, None] + tf.reshape(factor, [-1, 1, 1]) * (v[None, None, :] - v[None, :, None])),
+                      [-1, 256 * 256])
+
+
 def _luma(images):
     """Pillow's RGB->L conversion (ITU-R 601-2 in 16.16 fixed point), as int32 [B,H,W,1]."""
     x = tf.cast(images, tf.int32)
@@ -60,7 +72,7 @@ def _luma(images):
 
 
 def _apply_lut(images, lut):
-    """Per-image, per-channel lookup: lut is int32 [B, C, 256]."""
+    """Per-image, per-channel lookup: lut is int32 or uint8 [B, C, 256]."""
     shape = tf.shape(images)
     b, c = shape[0], shape[3]
     x = tf.cast(images, tf.int32)
@@ -82,6 +94,11 @@ def identity(images, param, key):
 
 def auto_contrast(images, param, key):
     """ImageOps.autocontrast(cutoff=0): per channel, map [min, max] onto [0, 255]."""
+    return _apply_lut(images, _auto_contrast_lut(images))
+
+
+def _auto_contrast_lut(images):
+    """int32 [B, C, 256]: AutoContrast's lookup table per image and channel."""
     lo = tf.reduce_min(images, axis=[1, 2])  # [B, C], on uint8: no cast pass
     hi = tf.reduce_max(images, axis=[1, 2])
     lo64, hi64 = tf.cast(lo, tf.float64), tf.cast(hi, tf.float64)
@@ -89,12 +106,16 @@ def auto_contrast(images, param, key):
     ix = tf.range(256, dtype=tf.float64)[None, None, :]
     lut = tf.floor(ix * scale[..., None] - (lo64 * scale)[..., None])
     lut = tf.cast(tf.clip_by_value(lut, 0.0, 255.0), tf.int32)
-    lut = tf.where((hi > lo)[..., None], lut, tf.range(256)[None, None, :])
-    return _apply_lut(images, lut)
+    return tf.where((hi > lo)[..., None], lut, tf.range(256)[None, None, :])
 
 
 def equalize(images, param, key):
     """ImageOps.equalize: Pillow's histogram-equalisation LUT, per image and channel."""
+    return _apply_lut(images, _equalize_lut(images))
+
+
+def _equalize_lut(images):
+    """int32 [B, C, 256]: Equalize's lookup table per image and channel."""
     shape = tf.shape(images)
     b, c = shape[0], shape[3]
     x = tf.cast(images, tf.int32)
@@ -107,8 +128,7 @@ def equalize(images, param, key):
     step = (tf.reduce_sum(hist, axis=-1, keepdims=True) - last_count) // 255
     before = tf.cumsum(hist, axis=-1, exclusive=True)
     lut = (step // 2 + before) // tf.maximum(step, 1)
-    lut = tf.where(step > 0, tf.minimum(lut, 255), bins)
-    return _apply_lut(images, lut)
+    return tf.where(step > 0, tf.minimum(lut, 255), bins)
 
 
 def invert(images, param, key):
@@ -146,10 +166,15 @@ def contrast(images, param, key):
 
     One grey level for the whole image, from Pillow's RGB->L luma, not per-channel means.
     """
-    luma = tf.cast(_luma(images), tf.float64)
-    mean = tf.reduce_sum(luma, axis=[1, 2, 3]) / tf.cast(tf.reduce_prod(tf.shape(luma)[1:]), tf.float64)
-    mean = tf.cast(tf.floor(mean + 0.5), tf.float32)
-    return _blend(_per_image(mean), images, param)
+    return _blend(_per_image(_contrast_mean(images)), images, param)
+
+
+def _contrast_mean(images):
+    """float32 [B]: int(mean + 0.5) of each image's L (luma) conversion."""
+    luma = _luma(images)  # an integer sum, exact, as the float64 sum of integers below 2**53 is
+    total = tf.cast(tf.reduce_sum(tf.cast(luma, tf.int64), axis=[1, 2, 3]), tf.float64)
+    mean = total / tf.cast(tf.reduce_prod(tf.shape(luma)[1:]), tf.float64)
+    return tf.cast(tf.floor(mean + 0.5), tf.float32)
 
 
 def brightness(images, param, key):
@@ -158,23 +183,26 @@ def brightness(images, param, key):
 
 
 def sharpness(images, param, key):
-    """ImageEnhance.Sharpness: blend with ImageFilter.SMOOTH (borders kept as they are).
+    """ImageEnhance.Sharpness: blend with ImageFilter.SMOOTH (borders kept as they are)."""
+    return _blend(_f32(_smooth(images)), images, param)
 
-    SMOOTH is the 3x3 kernel [[1, 1, 1], [1, 5, 1], [1, 1, 1]] / 13, rounded to the nearest
-    integer (a sum of integers over 13 is never exactly halfway, so rounding is exact).
-    Pillow leaves the outermost rows and columns unfiltered.
+
+def _smooth(images):
+    """int32: ImageFilter.SMOOTH, the 3x3 kernel [[1, 1, 1], [1, 5, 1], [1, 1, 1]] / 13 rounded
+    to the nearest integer, in integers (a sum over 13 is never halfway, so that is
+    (sum + 6) // 13). Pillow leaves the outermost rows and columns unfiltered.
     """
-    x = _f32(images)
+    x = tf.cast(images, tf.int32)
     shape = tf.shape(x)
     h, w = shape[1], shape[2]
-    # 3x3 box sum from one average pool (interior: sum / 9, float error < 1e-4, far from
-    # the 1/26 that separates (box + 4x) / 13 from a rounding tie).
-    box = tf.nn.avg_pool2d(x, 3, 1, "SAME") * 9.0
-    smooth = tf.round((box + 4.0 * x) / 13.0)
+    padded = tf.pad(x, [[0, 0], [1, 1], [1, 1], [0, 0]])
+    total = 4 * x
+    for dy in range(3):
+        for dx in range(3):
+            total += padded[:, dy:dy + h, dx:dx + w, :]
     ys, xs = tf.range(h)[:, None], tf.range(w)[None, :]
     inner = ((ys >= 1) & (ys < h - 1) & (xs >= 1) & (xs < w - 1))[None, :, :, None]
-    degenerate = tf.where(inner, smooth, x)
-    return _blend(degenerate, images, param)
+    return tf.where(inner, (total + 6) // 13, x)
 
 
 def _hsv_jitter(images, param, hue: bool):
@@ -231,39 +259,14 @@ def _affine(images, matrix, fill):
     * otherwise (images tens of thousands of pixels wide): float64 (computed only if a
       batch needs it).
     """
-    shape = tf.shape(images)
-    bsz, h, w, c = shape[0], shape[1], shape[2], shape[3]
+    h, w = tf.shape(images)[1], tf.shape(images)[2]
+    plan = _affine_plan(matrix, h, w)
+    src_x, src_y = _affine_sources(*plan[:4], h, w)
     m = tf.cast(matrix, tf.float64)
     a, b, cc, d, e, f = [tf.reshape(m[:, i], [-1, 1, 1]) for i in range(6)]
-    xs = tf.cast(tf.range(w), tf.float64)[None, None, :]  # [1, 1, W]
-    ys = tf.cast(tf.range(h), tf.float64)[None, :, None]  # [1, H, 1]
-    wf, hf = tf.cast(w, tf.float64), tf.cast(h, tf.float64)
-
-    # Scale path: x_in depends on x only, y_in on y only ([B, 1, W] and [B, H, 1]).
-    sx = tf.cast(tf.floor(cc + a * 0.5 + a * xs), tf.int64)
-    sy = tf.cast(tf.floor(f + e * 0.5 + e * ys), tf.int64)
-
-    scale = (b == 0.0) & (d == 0.0)  # [B, 1, 1]
-    full = [bsz, h, w]
-
-    def fixed_path():
-        """libImaging affine_fixed: 16.16 integers, arithmetic shift (only if an image needs it)."""
-        a0, a1, a3, a4 = _fix16(a), _fix16(b), _fix16(d), _fix16(e)
-        a2 = _fix16(cc + a * 0.5 + b * 0.5)
-        a5 = _fix16(f + d * 0.5 + e * 0.5)
-        xi = tf.range(tf.cast(w, tf.int64))[None, None, :]
-        yi = tf.range(tf.cast(h, tf.int64))[None, :, None]
-        qx = tf.bitwise.right_shift((a2 + a0 * xi) + a1 * yi, tf.constant(16, tf.int64))
-        qy = tf.bitwise.right_shift((a5 + a3 * xi) + a4 * yi, tf.constant(16, tf.int64))
-        return tf.where(scale, sx, qx), tf.where(scale, sy, qy)
-
-    src_x, src_y = tf.cond(tf.reduce_all(scale),
-                           lambda: (tf.broadcast_to(sx, full), tf.broadcast_to(sy, full)), fixed_path)
-
-    corners_ok = tf.ones_like(scale)
-    for px, py in ((0.0, 0.0), (wf, hf), (0.0, hf), (wf, 0.0)):
-        corners_ok &= (tf.abs(px * a + py * b + cc) < 32768.0) & (tf.abs(px * d + py * e + f) < 32768.0)
-    generic = tf.logical_not(scale | corners_ok)
+    xs = tf.cast(tf.range(w), tf.float64)[None, None, :]
+    ys = tf.cast(tf.range(h), tf.float64)[None, :, None]
+    generic = tf.reshape(plan[4], [-1, 1, 1])
 
     def float_path():
         gx = tf.cast(tf.floor(cc + b * 0.5 + a * 0.5 + a * xs + b * ys), tf.int64)
@@ -271,7 +274,58 @@ def _affine(images, matrix, fill):
         return tf.where(generic, gx, src_x), tf.where(generic, gy, src_y)
 
     src_x, src_y = tf.cond(tf.reduce_any(generic), float_path, lambda: (src_x, src_y))
+    return _sample(images, src_x, src_y, fill)
 
+
+def _affine_plan(matrix, h, w):
+    """The per-image numbers of `_affine`, from float64 work on [B, W] and [B, H] only.
+
+    Returns (scale [B] bool, sx int64 [B, W], sy int64 [B, H], fixed int64 [B, 6],
+    generic [B] bool): scale-path images sample column sx[x] of row sy[y]; fixed-path
+    images use the 16.16 coefficients ``fixed``; generic images need the float64 path.
+    What is left per pixel is integer arithmetic (`_affine_sources`), which XLA cannot
+    round differently.
+    """
+    m = tf.cast(matrix, tf.float64)
+    a, b, cc, d, e, f = [m[:, i:i + 1] for i in range(6)]  # [B, 1]
+    xs = tf.cast(tf.range(w), tf.float64)[None, :]
+    ys = tf.cast(tf.range(h), tf.float64)[None, :]
+    wf, hf = tf.cast(w, tf.float64), tf.cast(h, tf.float64)
+    sx = tf.cast(tf.floor(cc + a * 0.5 + a * xs), tf.int64)
+    sy = tf.cast(tf.floor(f + e * 0.5 + e * ys), tf.int64)
+    scale = (b == 0.0) & (d == 0.0)
+    fixed = tf.concat([_fix16(a), _fix16(b), _fix16(cc + a * 0.5 + b * 0.5),
+                       _fix16(d), _fix16(e), _fix16(f + d * 0.5 + e * 0.5)], axis=1)
+    corners_ok = tf.ones_like(scale)
+    for px, py in ((0.0, 0.0), (wf, hf), (0.0, hf), (wf, 0.0)):
+        corners_ok &= (tf.abs(px * a + py * b + cc) < 32768.0) & (tf.abs(px * d + py * e + f) < 32768.0)
+    generic = tf.logical_not(scale | corners_ok)
+    return scale[:, 0], sx, sy, fixed, generic[:, 0]
+
+
+def _affine_sources(scale, sx, sy, fixed, h, w):
+    """int64 [B, H, W] source columns and rows: scale path, or libImaging affine_fixed
+    (16.16 integers, arithmetic shift; computed only if an image needs it)."""
+    full = [tf.shape(scale)[0], h, w]
+    scale = tf.reshape(scale, [-1, 1, 1])
+    sx, sy = sx[:, None, :], sy[:, :, None]
+
+    def fixed_path():
+        a0, a1, a2, a3, a4, a5 = [tf.reshape(fixed[:, i], [-1, 1, 1]) for i in range(6)]
+        xi = tf.range(tf.cast(w, tf.int64))[None, None, :]
+        yi = tf.range(tf.cast(h, tf.int64))[None, :, None]
+        qx = tf.bitwise.right_shift((a2 + a0 * xi) + a1 * yi, tf.constant(16, tf.int64))
+        qy = tf.bitwise.right_shift((a5 + a3 * xi) + a4 * yi, tf.constant(16, tf.int64))
+        return tf.where(scale, sx, qx), tf.where(scale, sy, qy)
+
+    return tf.cond(tf.reduce_all(scale),
+                   lambda: (tf.broadcast_to(sx, full), tf.broadcast_to(sy, full)), fixed_path)
+
+
+def _sample(images, src_x, src_y, fill):
+    """images[b, src_y, src_x], or ``fill`` where the source is outside the image."""
+    shape = tf.shape(images)
+    bsz, h, w, c = shape[0], shape[1], shape[2], shape[3]
     w64, h64 = tf.cast(w, tf.int64), tf.cast(h, tf.int64)
     valid = (src_x >= 0) & (src_x < w64) & (src_y >= 0) & (src_y < h64)
     ix = tf.cast(tf.clip_by_value(src_x, 0, tf.maximum(w64 - 1, 0)), tf.int32)
@@ -297,15 +351,17 @@ def rotate(images, param, key):
     The matrix is built exactly as Pillow builds it (angle mod 360, cos/sin rounded to 15
     decimals), so 90/180/270 degrees give exact transposes as Pillow's fast paths do.
     """
-    h, w = _size(images)
+    return _affine(images, _rotate_matrix(param, *_size(images)), FILL)
+
+
+def _rotate_matrix(param, h, w):
     angle = tf.math.floormod(tf.cast(param, tf.float64), 360.0)
     theta = -(angle * (math.pi / 180.0))
     cos, sin, msin = _round15(tf.cos(theta)), _round15(tf.sin(theta)), _round15(-tf.sin(theta))
     cx, cy = w / 2.0, h / 2.0
     c = cos * -cx + sin * -cy + 0.0 + cx
     f = msin * -cx + cos * -cy + 0.0 + cy
-    matrix = tf.stack([cos, sin, c, msin, cos, f], axis=1)
-    return _affine(images, matrix, FILL)
+    return tf.stack([cos, sin, c, msin, cos, f], axis=1)
 
 
 def _matrix(param, **entries):
@@ -332,14 +388,20 @@ def translate_x(images, param, key):
 
     AutoAugment: up to 10 px on 32 px, i.e. param up to 10/32 of the width.
     """
-    _, w = _size(images)
-    return _affine(images, _matrix(param, c=tf.cast(param, tf.float64) * w), FILL)
+    return _affine(images, _translate_x_matrix(param, *_size(images)), FILL)
+
+
+def _translate_x_matrix(param, h, w):
+    return _matrix(param, c=tf.cast(param, tf.float64) * w)
 
 
 def translate_y(images, param, key):
     """Image.transform(AFFINE, (1, 0, 0, 0, 1, param * H)): content moves up for param > 0."""
-    h, _ = _size(images)
-    return _affine(images, _matrix(param, f=tf.cast(param, tf.float64) * h), FILL)
+    return _affine(images, _translate_y_matrix(param, *_size(images)), FILL)
+
+
+def _translate_y_matrix(param, h, w):
+    return _matrix(param, f=tf.cast(param, tf.float64) * h)
 
 
 def flip_lr(images, param, key):
@@ -441,6 +503,121 @@ KERNELS: dict[str, Callable] = {
     "GaussianNoise": gaussian_noise, "Hue": hue, "Saturation": saturation,
     "MixUp": mixup, "CutMix": cutmix,
 }  # in TABLE order; batch ops (MixUp, CutMix) take (images, labels, alpha, apply, key)
+
+
+# --------------------------------------------------------------------------- fused groups
+# A policy step runs many ops, each on the few images that drew it. Three groups of ops run
+# as one kernel each instead: the per-pixel lookups (one LUT gather), the affine warps (one
+# sampling) and the blends with an integer image. Each group is ``prepare`` (per-image
+# tables from small float work, never per pixel) and ``apply`` (per pixel: integer work, a
+# lookup, at most one float add), so ``apply`` can be XLA-compiled and still give the same
+# pixels as the kernels above: XLA may fuse a multiply and an add into one rounding, and
+# no multiply is left next to an add. The pixels equal each op's kernel's, bit for bit.
+
+POINT_OPS = ("AutoContrast", "Equalize", "Invert", "Solarize", "SolarizeAdd", "Posterize",
+             "Contrast", "Brightness")
+WARP_OPS = ("Rotate", "ShearX", "ShearY", "TranslateX", "TranslateY")
+BLEND_OPS = ("Color", "Sharpness")
+
+_WARP_MATRICES = {
+    "Rotate": _rotate_matrix,
+    "ShearX": lambda param, h, w: _matrix(param, b=param),
+    "ShearY": lambda param, h, w: _matrix(param, d=param),
+    "TranslateX": _translate_x_matrix,
+    "TranslateY": _translate_y_matrix,
+}
+
+
+def _where_op(op_ids, name, value, otherwise):
+    """Per image: `value` where the image drew op `name`, else `otherwise` (leading axis B)."""
+    pick = tf.reshape(tf.equal(op_ids, OP_INDEX[name]), [-1] + [1] * (otherwise.shape.rank - 1))
+    return tf.where(pick, value, otherwise)
+
+
+def _for_op(op_ids, name, fn, images, tail):
+    """fn(images that drew `name`) scattered into zeros [B] + tail; only run if one did."""
+    idx = tf.where(tf.equal(op_ids, OP_INDEX[name]))
+    shape = tf.concat([tf.shape(op_ids, out_type=tf.int64), tf.cast(tail, tf.int64)], 0)
+    return tf.cond(tf.size(idx) > 0, lambda: tf.scatter_nd(idx, fn(tf.gather(images, idx[:, 0])), shape),
+                   lambda: tf.zeros(shape, tf.int32))
+
+
+def point_prepare(images, op_ids, params):
+    """(int32 [B, C, 256],): each image's lookup table (the identity for other ops)."""
+    c = tf.shape(images)[3]
+    v = tf.range(256)[None, None, :]
+    vf = tf.cast(v, tf.float32)
+    p = tf.reshape(params, [-1, 1, 1])
+    bits = tf.cast(params, tf.int32)
+    mask = tf.reshape(tf.bitwise.left_shift(tf.constant(255, tf.int32), 8 - bits) % 256, [-1, 1, 1])
+    lut = tf.broadcast_to(v, tf.stack([tf.shape(op_ids)[0], c, 256]))
+    lut = _where_op(op_ids, "Invert", 255 - v, lut)
+    lut = _where_op(op_ids, "Solarize", tf.where(vf < p, v, 255 - v), lut)
+    lut = _where_op(op_ids, "SolarizeAdd", tf.where(vf < 128.0, tf.cast(_to_uint8_trunc(vf + p), tf.int32), v), lut)
+    lut = _where_op(op_ids, "Posterize", tf.bitwise.bitwise_and(v, mask), lut)
+    lut = _where_op(op_ids, "Brightness", tf.cast(_to_uint8_trunc(0.0 + p * (vf - 0.0)), tf.int32), lut)
+    mean = tf.cast(_for_op(op_ids, "Contrast", lambda x: tf.cast(_contrast_mean(x), tf.int32), images, [])[:, None, None],
+                   tf.float32)
+    lut = _where_op(op_ids, "Contrast", tf.cast(_to_uint8_trunc(mean + p * (vf - mean)), tf.int32), lut)
+    lut = _where_op(op_ids, "AutoContrast", _for_op(op_ids, "AutoContrast", _auto_contrast_lut, images, [c, 256]), lut)
+    lut = _where_op(op_ids, "Equalize", _for_op(op_ids, "Equalize", _equalize_lut, images, [c, 256]), lut)
+    return (tf.cast(lut, tf.uint8),)
+
+
+def point_apply(images, lut):
+    return _apply_lut(images, lut)
+
+
+def warp_matrices(op_ids, params, h, w):
+    """float64 [B, 6]: each image's Pillow affine matrix (the identity for other ops)."""
+    h, w = tf.cast(h, tf.float64), tf.cast(w, tf.float64)
+    matrix = _matrix(params)
+    for name, build in _WARP_MATRICES.items():
+        matrix = _where_op(op_ids, name, build(params, h, w), matrix)
+    return matrix
+
+
+def warp_prepare(images, op_ids, params):
+    """(scale, sx, sy, fixed) of `_affine_plan` for each image's matrix."""
+    h, w = tf.shape(images)[1], tf.shape(images)[2]
+    return _affine_plan(warp_matrices(op_ids, params, h, w), h, w)[:4]
+
+
+def warp(images, op_ids, params):
+    """Each image's warp op by `_affine` (any of its paths): what the warp kernels give."""
+    h, w = tf.shape(images)[1], tf.shape(images)[2]
+    return _affine(images, warp_matrices(op_ids, params, h, w), FILL)
+
+
+def warp_needs_float(op_ids, params, h, w):
+    """[B] bool: images whose warp takes Pillow's float64 path (left to their own kernel)."""
+    return _affine_plan(warp_matrices(op_ids, params, h, w), h, w)[4]
+
+
+def warp_apply(images, scale, sx, sy, fixed):
+    h, w = tf.shape(images)[1], tf.shape(images)[2]
+    return _sample(images, *_affine_sources(scale, sx, sy, fixed, h, w), FILL)
+
+
+def blend_prepare(images, op_ids, params):
+    """(is_color [B] bool, `_blend_table` [B, 65536]): Color blends with the luma,
+    Sharpness with the smoothed image."""
+    return tf.equal(op_ids, OP_INDEX["Color"]), _blend_table(params)
+
+
+def blend_apply(images, is_color, table):
+    x = tf.cast(images, tf.int32)
+    luma = tf.broadcast_to(_luma(images), tf.shape(x))
+    degenerate = tf.where(tf.reshape(is_color, [-1, 1, 1, 1]), luma, _smooth(images))
+    row = tf.reshape(tf.range(tf.shape(x)[0]) * (256 * 256), [-1, 1, 1, 1])
+    return tf.gather(tf.reshape(table, [-1]), row + degenerate * 256 + x)
+
+
+FUSED_GROUPS = (  # (ops, prepare, apply)
+    (POINT_OPS, point_prepare, point_apply),
+    (WARP_OPS, warp_prepare, warp_apply),
+    (BLEND_OPS, blend_prepare, blend_apply),
+)
 
 
 def range_table(ranges: str = "aa") -> tf.Tensor:

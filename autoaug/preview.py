@@ -1,4 +1,5 @@
-"""A PNG grid of augmented samples: row 0 the originals, then one row per augmented copy."""
+"""A PNG grid of augmented samples: row 0 the originals, then one row per augmented copy
+(for a schedule: one block of rows per point of training shown)."""
 from __future__ import annotations
 
 import numpy as np
@@ -25,14 +26,18 @@ def grid_image(samples: np.ndarray, scale: int = 3, pad: int = 2) -> Image.Image
 
 
 def write_preview(x: np.ndarray, policy: Policy, path: str, n: int = 8, copies: int = 5,
-                  seed: int = 0, y: np.ndarray | None = None) -> str:
+                  seed: int = 0, y: np.ndarray | None = None, progress=None) -> str:
     """Write the grid atomically to `path` and return the path.
 
     ``y`` (the labels of `x`) is needed for per-class and label-mixing policies.
+    ``progress``: fractions of training; the originals, then `copies` rows for each, with
+    the same random draws, so that only the schedule differs between blocks (default: 0).
     """
     pick = np.linspace(0, len(x) - 1, min(n, len(x))).astype(int)  # not all of one class
-    img = grid_image(augmented_samples(x[pick], policy, n=n, copies=copies, seed=seed,
-                                       y=None if y is None else np.asarray(y)[pick]))
+    labels = None if y is None else np.asarray(y)[pick]
+    blocks = [augmented_samples(x[pick], policy, n=n, copies=copies, seed=seed, y=labels, progress=f)
+              for f in (progress if progress is not None else [None])]
+    img = grid_image(np.concatenate([blocks[0][:1]] + [b[1:] for b in blocks]))
     with atomic_path(path) as tmp:
         img.save(tmp, format="PNG")
     return path

@@ -102,6 +102,9 @@ def policy_params(policy) -> dict:
                                             for g in policy.class_policies]
     if policy.class_policies:
         params["class_groups"] = len(policy.class_policies)
+    if policy.schedule is not None:  # `linear at 0, 0.25, 1`; the steps below are the first keyframe's
+        at = ", ".join(f"{f:g}" for f, _ in policy.schedule.keyframes)
+        params["schedule"] = f"{policy.schedule.mode} at {at}"[:500]
     if sum(len(subs) for _, subs in groups) <= _MAX_READABLE_SUBPOLICIES:
         for prefix, subs in groups:  # per-class steps read `c6-9.sp0.step1 = Rotate p=0.5 L=2`
             for k, sub in enumerate(subs):
@@ -115,9 +118,11 @@ _STAGE_NAMES = {"FlipLR": "flip", "PadCrop": "crop", "Cutout": "cutout"}
 
 def policy_label(policy, max_ops: int = 4) -> str:
     """What a policy does, short: `ShearY/Color, crop 2` (ops used with p > 0, then each stage
-    in order, with its level when it is not the reference one); `no augmentation` if nothing."""
+    in order, with its level when it is not the reference one); `no augmentation` if nothing.
+    A schedule: `step schedule: ...` (its ops over every keyframe, its first keyframe's stages)."""
     from .policy import POLICY_STAGE, STAGES
-    subs = list(policy.sub_policies) + [sp for g in policy.class_policies for sp in g.sub_policies]
+    frames = [p for _, p in policy.schedule.keyframes] if policy.schedule is not None else [policy]
+    subs = [sp for p in frames for sp in list(p.sub_policies) + [sp for g in p.class_policies for sp in g.sub_policies]]
     ops = list(dict.fromkeys(s.op for sp in subs for s in sp if s.p > 0 and s.op != "Identity"))
     parts = []
     for stage in policy.stages:
@@ -133,7 +138,8 @@ def policy_label(policy, max_ops: int = 4) -> str:
             parts.append(name)
         else:
             parts.append(f"{name} {stage.level:g}" + (f" p={stage.p:g}" if stage.p < 1 else ""))
-    return ", ".join(parts) or "no augmentation"
+    text = ", ".join(parts) or "no augmentation"
+    return text if policy.schedule is None else f"{policy.schedule.mode} schedule: {text}"
 
 
 def trial_run_name(number: int, policy, baseline: str | None = None, seed: int | None = None,
@@ -168,7 +174,10 @@ def dataset_input(source: str, arrays, num_classes: int, context: str = "train")
     x_tr, y_tr, x_val, y_val = arrays
     h = hashlib.sha256()
     for a in arrays:
-        h.update(memoryview(a).cast("B") if a.flags.c_contiguous else bytes(a))
+        if hasattr(a, "fingerprint"):  # streamed image files: their paths and decoding
+            h.update(a.fingerprint())
+        else:
+            h.update(memoryview(a).cast("B") if a.flags.c_contiguous else bytes(a))
     is_path = os.sep in source or os.path.exists(source)
     name = os.path.basename(source.rstrip("/\\")) if is_path else source
     for suffix in (".tar.gz", ".tgz", ".tar", ".npz"):
@@ -350,6 +359,58 @@ class Tracker:
             return False
         self.end_trial(run_id, "failed", reason=reason)
         return True
+
+    # ------------------------------------------------------------------ population members (pbt)
+    def start_member(self, number: int, member: int) -> str:
+        """A population member's child run (a trial run: `compare`, `best` and selection read it);
+        its policy is logged when it finishes (`finish_member`): it changes as the member trains."""
+        name = f"t{number:02d} pbt member {member}"
+        tags = {"mlflow.parentRunId": self.parent_id, "mlflow.runName": name, "autoaug.role": TRIAL,
+                "autoaug.trial": str(number), "autoaug.state": "running", "autoaug.pbt_member": str(member)}
+        run_id = self.client.create_run(self.experiment_id, tags=tags, run_name=name).info.run_id
+        if getattr(self, "dataset", None) is not None:
+            self.client.log_inputs(run_id, datasets=[self.dataset])
+        return run_id
+
+    def log_member_history(self, run_id: str, history: dict) -> None:
+        """The member's policy per interval and per epoch so far, through the members it copied."""
+        self.client.log_text(run_id, json.dumps(history, indent=1), "policy_history.json")
+
+    def finish_member(self, run_id: str, schedule, metrics: dict) -> None:
+        """The member's schedule as its policy (policy.json and short params), then complete."""
+        self._log_params(run_id, policy_params(schedule))
+        self.client.log_text(run_id, schedule.to_json(), "policy.json")
+        self.end_trial(run_id, "complete", metrics)
+
+    def log_checkpoint(self, run_id: str, local_path: str, artifact_path: str) -> None:
+        """A file as the artifact `artifact_path` (its folder and name) of a run."""
+        import shutil
+        with tempfile.TemporaryDirectory() as tmp:
+            file = os.path.join(tmp, os.path.basename(artifact_path))
+            shutil.copyfile(local_path, file)
+            self.client.log_artifact(run_id, file, os.path.dirname(artifact_path) or None)
+
+    def fetch_artifact(self, run_id: str, artifact_path: str, dst: str) -> str:
+        """Download one artifact of a run into the folder `dst`; its local path."""
+        try:
+            return _mlflow().artifacts.download_artifacts(run_id=run_id, artifact_path=artifact_path,
+                                                          dst_path=dst, tracking_uri=self.uri)
+        except Exception as e:
+            text = (str(e).strip().splitlines() or [type(e).__name__])[0][:200]
+            raise TrackingError(f"cannot read runs:/{run_id}/{artifact_path} from MLflow "
+                                f"({redact(self.uri)}): {redact(text)}") from None
+
+    def stop_runs(self, run_ids) -> None:
+        """Runs still RUNNING end KILLED (the study stopped; `reopen_runs` resumes them)."""
+        for run_id in run_ids:
+            if self.client.get_run(run_id).info.status == "RUNNING":
+                self.client.set_terminated(run_id, "KILLED")
+
+    def reopen_runs(self, run_ids) -> None:
+        """Runs that `stop_runs` ended are RUNNING again."""
+        for run_id in run_ids:
+            if self.client.get_run(run_id).info.status == "KILLED":
+                self.client.update_run(run_id, status="RUNNING")
 
     # ------------------------------------------------------------------ density-matching models
     def log_dir(self, local_dir: str, artifact_path: str) -> None:

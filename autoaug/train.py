@@ -4,6 +4,13 @@ With a GPU it trains in mixed precision with XLA; on CPU in plain float32. A cal
 pass ``on_epoch(epoch, metrics)``: it is called after every epoch with the validation
 accuracy and may raise to stop the run (the drivers raise their "pruned" exception).
 A loss that becomes NaN or infinite raises ``TrainingDiverged``.
+
+A run may also train only epochs [start_epoch, stop_epoch) of its schedule, from a
+checkpoint (`save_checkpoint`: every model variable, the optimizer's state and the epoch);
+the population-based driver trains its members that way, k epochs at a time. The cosine
+decay follows the optimizer's step counter, which the checkpoint carries, and the data
+pipeline skips the batches of the epochs already trained, so [0, 2) then [2, 4) replays
+[0, 4) straight through.
 """
 from __future__ import annotations
 
@@ -16,6 +23,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from .files import atomic_path
 from .models import build_model
 from .pipeline import eval_dataset, steps_per_epoch, train_dataset
 from .policy import Policy
@@ -23,6 +31,33 @@ from .policy import Policy
 
 class TrainingDiverged(FloatingPointError):
     """The loss became NaN or infinite."""
+
+
+def save_checkpoint(net: keras.Model, path: str, epoch: int) -> None:
+    """Every variable of `net` (weights, BatchNorm statistics, dropout seeds), its optimizer's
+    variables (step counter, momenta) and `epoch` (epochs trained), in one ``.npz``, atomically."""
+    arrays = {f"model_{i}": np.asarray(v.numpy()) for i, v in enumerate(net.variables)}
+    arrays.update({f"optimizer_{i}": np.asarray(v.numpy()) for i, v in enumerate(net.optimizer.variables)})
+    with atomic_path(path) as tmp:
+        with open(tmp, "wb") as f:
+            np.savez(f, epoch=np.int64(epoch), **arrays)
+
+
+def load_checkpoint(net: keras.Model, path: str) -> int:
+    """Restore what `save_checkpoint` wrote into a compiled `net` of the same model; the epoch.
+
+    Raises:
+        ValueError: the checkpoint holds another model's variables.
+    """
+    net.optimizer.build(net.trainable_variables)
+    with np.load(path) as data:
+        for prefix, variables in (("model", net.variables), ("optimizer", net.optimizer.variables)):
+            saved = sorted((k for k in data.files if k.startswith(prefix + "_")), key=lambda k: int(k.split("_")[1]))
+            if len(saved) != len(variables) or any(data[k].shape != tuple(v.shape) for k, v in zip(saved, variables)):
+                raise ValueError(f"checkpoint {path} was saved from another model or optimizer")
+            for k, v in zip(saved, variables):
+                v.assign(data[k])
+        return int(data["epoch"])
 
 
 @dataclass
@@ -59,11 +94,15 @@ class _EpochReporter(keras.callbacks.Callback):
     def __init__(self, on_epoch, history):
         super().__init__()
         self.on_epoch, self.history = on_epoch, history
+        self.epoch = 0
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self.epoch = epoch
 
     def on_train_batch_end(self, batch, logs=None):
         loss = (logs or {}).get("loss")
         if loss is not None and not math.isfinite(float(loss)):
-            raise TrainingDiverged(f"loss became {float(loss)} at epoch {len(self.history) + 1}, batch {batch}")
+            raise TrainingDiverged(f"loss became {float(loss)} at epoch {self.epoch + 1}, batch {batch}")
 
     def on_epoch_end(self, epoch, logs=None):
         metrics = {k: float(v) for k, v in (logs or {}).items()}
@@ -73,9 +112,24 @@ class _EpochReporter(keras.callbacks.Callback):
             self.on_epoch(epoch + 1, metrics)
 
 
-def measure_augmentation(dataset: tf.data.Dataset, batch_size: int, batches: int = 8) -> float:
-    """Images per second that the augmented pipeline delivers (after one warm-up batch)."""
+def _augmenting(net: keras.Model, layer) -> keras.Model:
+    """`net` behind `layer` (augment_on "model"): the layer runs where the model runs."""
+    inputs = keras.Input(net.input_shape[1:])
+    return keras.Model(inputs, net(layer(inputs)), name=f"{net.name}_augmented")
+
+
+def measure_augmentation(dataset: tf.data.Dataset, batch_size: int, batches: int = 8, layer=None) -> float:
+    """Images per second that the augmented pipeline delivers (after one warm-up batch), or
+    with `layer`, that the layer augments the pipeline's batches at (on the default device)."""
     it = iter(dataset)
+    if layer is not None:
+        images = [next(it)[0] for _ in range(batches + 1)]
+        layer(images[0], training=True)
+        start = time.perf_counter()
+        for batch in images[1:]:
+            out = layer(batch, training=True)
+        np.asarray(out)
+        return batches * batch_size / max(time.perf_counter() - start, 1e-9)
     next(it)
     start = time.perf_counter()
     for _ in range(batches):
@@ -89,16 +143,20 @@ def train_model(x_train: np.ndarray, y_train: np.ndarray, x_val: np.ndarray, y_v
                 label_smoothing: float = 0.0, seed: int = 0,
                 on_epoch: Callable[[int, dict], None] | None = None,
                 x_test: np.ndarray | None = None, y_test: np.ndarray | None = None,
-                verbose: int = 0, return_model: bool = False):
-    """Train `model` from scratch on (x_train, y_train) augmented by `policy`.
+                verbose: int = 0, return_model: bool = False, start_epoch: int = 0,
+                stop_epoch: int | None = None, resume_from: str | None = None,
+                save_to: str | None = None, augment_on: str = "data"):
+    """Train `model` from scratch (or from a checkpoint) on (x_train, y_train) augmented by `policy`.
 
     SGD with Nesterov momentum and a cosine schedule; validation accuracy after every
     epoch. Returns a TrainResult (and the Keras model with ``return_model``).
 
     Args:
-        x_train, y_train: uint8 images ``[N, H, W, C]`` (C = 1 or 3) and int class ids ``[N]``.
+        x_train, y_train: uint8 images ``[N, H, W, C]`` (C = 1 or 3), or streamed
+            `autoaug.data.ImageFiles`, and int class ids ``[N]``.
         x_val, y_val: the validation set, the same way; never augmented.
-        policy: the augmentation, applied per batch in tf.data.
+        policy: the augmentation, applied per batch in tf.data; a scheduled policy applies
+            ``policy.at(epoch / epochs)`` in each epoch.
         model: a name ``autoaug.models.build_model`` knows ("cnn", "cnn-small", "wrn-28-2", ...).
         num_classes: the number of classes (labels are one-hot encoded with it).
         epochs, batch_size: the schedule; the cosine decay spans all ``epochs``.
@@ -110,6 +168,17 @@ def train_model(x_train: np.ndarray, y_train: np.ndarray, x_val: np.ndarray, y_v
         x_test, y_test: optional; evaluated once at the end into ``test_accuracy``.
         verbose: Keras ``fit`` verbosity.
         return_model: also return the trained Keras model.
+        start_epoch, stop_epoch: train only epochs [start_epoch, stop_epoch) of the ``epochs``
+            (default: all); from epoch 1 on, from the checkpoint ``resume_from`` saved at
+            ``start_epoch``. ``history`` then holds those epochs only.
+        resume_from: a `save_checkpoint` file to start from (its epoch must be ``start_epoch``).
+        save_to: write a checkpoint there once the last epoch is trained.
+        augment_on: "data" (the policy runs in tf.data, on the CPU) or "model" (tf.data only
+            batches; the policy runs in a `PolicyLayer` before the model, on the model's
+            device, keyed as tf.data keys its batches: the same seed gives the same pixels).
+            "model" refuses MixUp/CutMix and per-class policies (they need the labels) and
+            trains without XLA (the policy's data-dependent shapes cannot be compiled into
+            the train step; its large-image kernels are compiled on their own).
 
     Returns:
         A TrainResult (``val_accuracy`` of the last epoch, ``history`` with one dict of
@@ -130,29 +199,60 @@ def train_model(x_train: np.ndarray, y_train: np.ndarray, x_val: np.ndarray, y_v
     >>> 0.0 <= result.val_accuracy <= 1.0
     True
     """
+    stop_epoch = epochs if stop_epoch is None else stop_epoch
+    if not 0 <= start_epoch < stop_epoch <= epochs:
+        raise ValueError(f"epochs [{start_epoch}, {stop_epoch}) are not within the {epochs} epochs of the schedule")
+    if (start_epoch > 0) != (resume_from is not None):
+        raise ValueError("a run starts from a checkpoint (resume_from) exactly when start_epoch > 0")
+    if augment_on not in ("data", "model"):
+        raise ValueError(f"augment_on must be 'data' or 'model', got {augment_on!r}")
+    if augment_on == "model" and (policy.uses_labels or policy.per_class):
+        raise ValueError(f"augment_on 'model' cannot run policy {policy.name or policy.summary(2)}: MixUp/CutMix "
+                         "and per-class policies need the labels; use augment_on 'data'")
     device = configure_device()
     keras.backend.clear_session()
     keras.utils.set_random_seed(seed)
     net = build_model(model, x_train.shape[1:], num_classes)
     steps = steps_per_epoch(len(x_train), batch_size)
+    data_policy, layer = policy, None
+    if augment_on == "model":
+        data_policy = Policy((), (), policy.ranges, "none")
+        layer = policy.as_layer(seed=seed, steps_per_epoch=steps, total_epochs=epochs)
+        net = _augmenting(net, layer)
     schedule = keras.optimizers.schedules.CosineDecay(learning_rate, decay_steps=epochs * steps)
     optimizer = keras.optimizers.SGD(schedule, momentum=0.9, nesterov=True, weight_decay=weight_decay)
     net.compile(optimizer=optimizer,
                 loss=keras.losses.CategoricalCrossentropy(label_smoothing=label_smoothing),
-                metrics=["accuracy"], jit_compile=device["jit_compile"])
+                metrics=["accuracy"], jit_compile=device["jit_compile"] and layer is None)
+    if resume_from is not None:
+        saved_at = load_checkpoint(net, resume_from)
+        if saved_at != start_epoch:
+            raise ValueError(f"checkpoint {resume_from} was saved after epoch {saved_at}, not {start_epoch}")
+    if layer is not None:
+        layer.calls.assign(start_epoch * steps)
+
     def make_train_ds():
-        return train_dataset(x_train, y_train, policy, batch_size=batch_size,
-                             num_classes=num_classes, seed=seed, one_hot=True)
+        return train_dataset(x_train, y_train, data_policy, batch_size=batch_size,
+                             num_classes=num_classes, seed=seed, one_hot=True, start_epoch=start_epoch,
+                             total_epochs=epochs)  # a schedule's progress: epoch / epochs
 
     # Measured on a dataset of its own: iterating the training one first would advance its
     # reshuffling state, and the same seed would then no longer give the same training.
-    throughput = measure_augmentation(make_train_ds(), batch_size)
+    # A resumed run (a population member's next interval) skips it: it costs a second trace.
+    throughput = float("nan")
+    if start_epoch == 0 and layer is None:
+        throughput = measure_augmentation(make_train_ds(), batch_size)
+    elif start_epoch == 0:  # the layer where the model runs, on a probe of its own
+        throughput = measure_augmentation(make_train_ds(), batch_size, layer=policy.as_layer(seed=seed))
     train_ds = make_train_ds()
     val_ds = eval_dataset(x_val, y_val, batch_size=256, num_classes=num_classes, one_hot=True)
     history: list = []
     start = time.perf_counter()
-    net.fit(train_ds, epochs=epochs, steps_per_epoch=steps, validation_data=val_ds,
-            callbacks=[_EpochReporter(on_epoch, history)], verbose=verbose, shuffle=False)
+    net.fit(train_ds, initial_epoch=start_epoch, epochs=stop_epoch, steps_per_epoch=steps,
+            validation_data=val_ds, callbacks=[_EpochReporter(on_epoch, history)], verbose=verbose,
+            shuffle=False)
+    if save_to is not None:
+        save_checkpoint(net, save_to, stop_epoch)
     result = TrainResult(val_accuracy=history[-1]["val_accuracy"], history=history,
                          seconds=time.perf_counter() - start, augment_images_per_sec=throughput,
                          device=device)

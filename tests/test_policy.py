@@ -41,7 +41,7 @@ def test_stage_order_is_part_of_the_policy():
 BAD = [
     ("not json", "not valid JSON"),
     ("[]", "must be a JSON object"),
-    ('{"sub_policies": []}', "schema_version"),
+    ('{"schema_version": "1"}', "unsupported schema_version '1'"),
     ('{"schema_version": 1, "sub_policies": [[{"op": "Blur", "p": 1, "level": 1}]]}', "unknown op 'Blur'"),
     ('{"schema_version": 1, "sub_policies": [[{"op": "Rotate", "p": 1.5, "level": 1}]]}', "outside [0, 1]"),
     ('{"schema_version": 1, "sub_policies": [[{"op": "Rotate", "p": 0.5, "level": 11}]]}', "outside 0..10"),
@@ -53,7 +53,7 @@ BAD = [
     ('{"schema_version": 1, "stages": ["blur"]}', "stage 0: unknown stage 'blur'"),
     ('{"schema_version": 1, "ranges": "huge"}', "ranges must be"),
     ('{"schema_version": 1, "colour": 1}', "unknown policy keys: colour"),
-    ('{"schema_version": 2}', "unsupported schema_version 2"),
+    ('{"schema_version": 3}', "unsupported schema_version 3"),
 ]
 
 

@@ -7,6 +7,7 @@ that a later one would trust. Within a process, each (source, options) is decode
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import shutil
 import tarfile
@@ -17,10 +18,11 @@ import zlib
 import numpy as np
 
 from ..files import atomic_path
-from .dataset import DataError, Dataset, find_split_root, visible_dirs
+from .dataset import DataError, Dataset
+from .folders import Layout, find_layout
 
 ARCHIVE_SUFFIXES = (".tar.gz", ".tgz", ".tar")
-_CACHE_FORMAT = 1  # bump when the on-disk .npz cache layout changes
+_CACHE_FORMAT = 2  # bump when the on-disk cache layout changes
 
 
 def cache_root(override: str | os.PathLike | None = None) -> str:
@@ -65,8 +67,10 @@ def remember(key: tuple, ds: Dataset) -> None:
 def _stamp(path: str):
     """What tells a changed source from the one decoded before (for the in-process cache)."""
     if os.path.isdir(path):
-        split_root = find_split_root(path)
-        return _folder_key(split_root) if split_root else None
+        try:
+            return folder_key(find_layout(path))
+        except DataError:
+            return None
     try:
         st = os.stat(path)
     except OSError:
@@ -77,22 +81,41 @@ def _stamp(path: str):
 # --------------------------------------------------------------------------- decoded arrays
 
 
-def _folder_key(root: str) -> str:
+def folder_key(layout: Layout) -> str:
     """Hash of the path and the mtimes of the root, split and class folders."""
-    h = hashlib.sha1(f"{_CACHE_FORMAT}|{root}".encode())
-    for split in ("", "train", "test"):
-        d = os.path.join(root, split)
-        if not os.path.isdir(d):
-            continue
-        h.update(f"|{split}:{os.stat(d).st_mtime_ns}".encode())
-        if split:
-            for c in visible_dirs(d):
-                h.update(f"|{c}:{os.stat(os.path.join(d, c)).st_mtime_ns}".encode())
+    h = hashlib.sha1(f"{_CACHE_FORMAT}|{layout.root}".encode())
+    for d in layout.folders():
+        h.update(f"|{d}:{os.stat(d).st_mtime_ns}".encode())
     return h.hexdigest()[:16]
 
 
-def array_cache_file(split_root: str, name: str, cache_dir: str | None = None) -> str:
-    return os.path.join(cache_root(cache_dir), "arrays", f"{name}-{_folder_key(split_root)}.npz")
+def array_cache_file(layout: Layout, decoding: str, cache_dir: str | None = None) -> str:
+    """The .npz of a folder's decoded images; ``decoding`` tells the size, channels, resize."""
+    digest = hashlib.sha1(decoding.encode()).hexdigest()[:8]
+    return os.path.join(cache_root(cache_dir), "arrays",
+                        f"{layout.name}-{folder_key(layout)}-{digest}.npz")
+
+
+def scan_cache_file(layout: Layout, cache_dir: str | None = None) -> str:
+    """The JSON listing of a folder's images (sizes, grey or colour, unreadable ones)."""
+    return os.path.join(cache_root(cache_dir), "listings", f"{layout.name}-{folder_key(layout)}.json")
+
+
+def read_json(path: str):
+    try:
+        with open(path) as f:
+            return json.load(f)
+    except (OSError, ValueError):
+        return None  # absent or unreadable: list again (and overwrite it)
+
+
+def write_json(path: str, value) -> None:
+    try:
+        with atomic_path(path) as tmp:
+            with open(tmp, "w") as f:
+                json.dump(value, f)
+    except OSError:
+        pass  # an unwritable cache only costs speed next time
 
 
 def read_arrays(path: str, name: str) -> Dataset | None:
@@ -184,9 +207,7 @@ def extract_archive(path: str, cache_dir: str | None = None) -> str:
         except (tarfile.TarError, EOFError, zlib.error, ValueError) as e:
             raise DataError(f"{path} is not a readable tar archive ({e}); re-create it with "
                             f"'tar czf'") from None
-        if find_split_root(tmp) is None:
-            raise DataError(f"{path} holds no train/ folder; archive a tree "
-                            f"<name>/train/<class>/*.png|jpg (and <name>/test/...)")
+        find_layout(tmp, path)  # an archive without images is refused now, before it is kept
         try:
             os.rename(tmp, final)
         except OSError:

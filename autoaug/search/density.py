@@ -60,7 +60,11 @@ def models_spec(exp: Experiment, num_classes: int) -> dict:
     return {"format": CACHE_FORMAT, "source": d.source, "n_train": d.n_train, "n_val": d.n_val,
             "split_seed": d.split_seed, "model": exp.model.name, "training": dataclasses.asdict(exp.training),
             "folds": den.folds, "train_policy": train_policy(exp).digest(),
-            "seed": exp.seed, "num_classes": num_classes}
+            "seed": exp.seed, "num_classes": num_classes,
+            # image folders resized on load: other pixels, other models (absent otherwise, so
+            # that the models cached before these keys existed are still found)
+            **({"decoding": [d.image_size, d.resize, d.channels]}
+               if d.image_size is not None or d.channels is not None else {})}
 
 
 def models_key(spec: dict) -> str:
@@ -163,7 +167,8 @@ class DensityEvaluator:
     def score(self, policy: Policy, on_fold=None) -> DensityScore:
         """The policy's density-matching score; ``on_fold(k, metrics)`` after each fold
         (the running means: the driver's pruning hook may raise there)."""
-        from ..pipeline import augment_array
+        from ..data.stream import ImageFiles
+        from ..pipeline import augment_array, augmented_batches
         start = time.perf_counter()
         correct = np.zeros(self.num_classes)
         count = np.zeros(self.num_classes)
@@ -172,10 +177,16 @@ class DensityEvaluator:
             hits = 0
             for c in range(self.copies):
                 t0 = time.perf_counter()
-                images = augment_array(x, y, policy, seed=self.seed * 1000 + k, copy_index=c)
-                augment_s += time.perf_counter() - t0
-                probs = np.asarray(net.predict(images.astype(np.float32), batch_size=500, verbose=0),
-                                   np.float64)
+                if isinstance(x, ImageFiles):  # streamed: augment and predict a batch at a time
+                    probs = np.concatenate([
+                        np.asarray(net.predict_on_batch(b.astype(np.float32)), np.float64)
+                        for b in augmented_batches(x, y, policy, seed=self.seed * 1000 + k, copy_index=c)])
+                    augment_s += time.perf_counter() - t0  # reading and predicting included
+                else:
+                    images = augment_array(x, y, policy, seed=self.seed * 1000 + k, copy_index=c)
+                    augment_s += time.perf_counter() - t0
+                    probs = np.asarray(net.predict(images.astype(np.float32), batch_size=500, verbose=0),
+                                       np.float64)
                 ok = probs.argmax(1) == y
                 hits += int(ok.sum())
                 np.add.at(correct, y, ok)

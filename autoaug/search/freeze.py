@@ -1,6 +1,7 @@
 """Freezing a study's answer: the best policy by the mean of its trials, or the top-N merge."""
 from __future__ import annotations
 
+import dataclasses
 import math
 from typing import Callable
 
@@ -89,9 +90,9 @@ def best_policy(study: str, tracking_uri: str, storage: str | None = None, top: 
     if selection is not None:
         meta["paired_selection"] = {k: selection[k] for k in ("seeds", "gap", "sentence")}
         meta["paired_selection"]["reference"] = (selection["reference"] or {}).get("baseline")
-    policy = policy_of(best)
-    return Policy(policy.sub_policies, policy.stages, policy.ranges,
-                  policy.name or f"{study}-trial{best.number}", meta, class_policies=policy.class_policies)
+    policy = policy_of(best)  # everything of it (a schedule too); the stored meta under the provenance
+    return dataclasses.replace(policy, name=policy.name or f"{study}-trial{best.number}",
+                               meta={**policy.meta, **meta})
 
 
 def merge_top(trials: list[TrialRecord], policy_of: Callable[[TrialRecord], Policy], n: int, name: str,
@@ -115,6 +116,8 @@ def merge_top(trials: list[TrialRecord], policy_of: Callable[[TrialRecord], Poli
         return tuple(dict.fromkeys(sp for subs in groups for sp in subs))
 
     first = policy(head)
+    if first.schedule is not None:  # sub-policies of schedules do not add up to one schedule
+        raise ConfigError(f"trial {head.number} holds a schedule: --top merges fixed policies; use --top 1")
     chosen: dict = {}
     if first.per_class:
         classes = sorted({c for g in first.class_policies for c in g.classes})

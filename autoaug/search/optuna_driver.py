@@ -37,6 +37,7 @@ WORKER_ATTR = "worker"  # host:pid of the process running the trial
 KILLED = "worker killed"
 PARENT_WAIT_S = 60  # how long a worker waits for the study's creator to record the parent run
 ALIVE = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.RUNNING)
+RETRY_ATTRS = ("baseline", "pbt_member", "pbt_generation")  # what a re-queued trial keeps
 
 
 def storage_kind(url: str | None) -> str:
@@ -157,7 +158,7 @@ def _with_driver(url: str) -> str:
 def _retry(study: optuna.Study, trial) -> None:
     """Queue a killed trial's parameters (and baseline) once more, without its worker and run."""
     trial = copy.deepcopy(trial)
-    trial.user_attrs = {k: v for k, v in trial.user_attrs.items() if k == "baseline"}
+    trial.user_attrs = {k: v for k, v in trial.user_attrs.items() if k in RETRY_ATTRS}
     optuna.storages.RetryHeartbeatStaleTrialCallback(max_retry=1)(study, trial)
 
 
@@ -351,7 +352,9 @@ def run(ctx: StudyContext, progress: bool = True) -> tuple[dict, bool]:
         twin = None if baseline else trained_twin(study, exp, policy.digest())
         if twin is not None:
             trial.set_user_attr("same_as", twin.number)
-            return ctx.reuse_trial(trial.number, policy, trial.params, twin.number, twin.value).value
+            outcome = ctx.reuse_trial(trial.number, policy, trial.params, twin.number, twin.value)
+            trial.set_user_attr("mlflow_run_id", outcome.run_id)
+            return outcome.value
 
         def report(epoch: int, value: float) -> None:
             trial.report(value, epoch)
@@ -412,6 +415,9 @@ def complete_trials(study_name: str, storage: str):
         study = optuna.load_study(study_name=study_name, storage=make_storage(storage, must_exist=True))
     except KeyError:
         raise ConfigError(f"no study {study_name!r} in Optuna storage") from None
+    from .pbt_driver import PBT_ATTR, member_records
+    if PBT_ATTR in study.user_attrs:  # a population: its members' schedules, not its segments
+        return member_records(study)
     trials = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
     policies = {t.number: t.user_attrs["policy"] for t in trials}
     records = [TrialRecord(number=t.number, state="complete", value=t.value,

@@ -41,6 +41,8 @@ def run_search(exp: Experiment, progress: bool = True, log=None, allow_forbidden
     ctx.log = log
     if exp.driver.name == "optuna":
         from . import optuna_driver as driver
+    elif exp.driver.name == "pbt":
+        from . import pbt_driver as driver
     else:
         from . import kerastuner_driver as driver
     try:

@@ -14,6 +14,23 @@ and whether each stage listed in ``optional_stages`` is used at all (``stage.<na
 (``stage.<name>.level``; level 0 is no crop / no Cutout) instead of the reference level.
 An autoaugment space with ``per_class: true`` searches K x L sub-policies for every class
 (a label-conditioned policy); density matching scores each class on its own held-out images.
+
+Any kind may ask for a schedule (``schedule:``), so that augmentation changes as training goes:
+
+  schedule:
+    kind: ramp              # the only kind so far
+    start: [0.0, 1.0]       # strength at the start of training: searched in this range (or one number)
+    end: [0.5, 1.5]         # strength at the end
+    shape: [linear, cosine] # searched among these (or one name); cosine eases in and out
+    scale: both             # what the strength multiplies: levels, probabilities or both (default)
+    ramped: [policy, crop]  # what is ramped: the sub-policies' steps ('policy') and/or stages (default: policy)
+    keyframes: 5            # keyframes that trace a cosine (3..11; linear needs 2)
+
+The sampled policy is the one at strength 1. At fraction f of training its ramped levels
+and/or probabilities are multiplied by strength(f), which goes from ``start`` to ``end``,
+clipped to their ranges (0..10, 0..1): a linear ``Schedule`` whose keyframes sample
+strength(f). The parameters ``schedule.start``, ``schedule.end`` and ``schedule.shape``
+(only those with a choice) are ordinary suggestions, searched like any other.
 """
 from __future__ import annotations
 
@@ -21,6 +38,7 @@ import dataclasses
 import hashlib
 import itertools
 import json
+import math
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -29,6 +47,9 @@ from ..config import ConfigError, read_yaml
 from ..policy import POLICY_STAGE, STAGES, ClassPolicy, Policy, Step
 
 KINDS = ("autoaugment", "randaugment", "trivialaugment")
+RAMP_SHAPES = ("linear", "cosine")
+RAMP_SCALES = ("levels", "probabilities", "both")
+MAX_STRENGTH = 2.0
 _OP_SETS = {"autoaugment": opspec.AUTOAUGMENT_OPS, "randaugment": opspec.RANDAUGMENT_OPS,
             "all": opspec.IMAGE_OPS}
 
@@ -57,6 +78,62 @@ class RandomSuggest:
 
 
 @dataclass(frozen=True)
+class Ramp:
+    """A ramp schedule: strength from `start` to `end` over training (see the module docstring).
+
+    `start` and `end` are (low, high) ranges of the searched multipliers (low == high: fixed).
+    """
+    start: tuple = (0.0, 1.0)
+    end: tuple = (1.0, 1.0)
+    shapes: tuple = ("linear",)
+    scale: str = "both"
+    ramped: tuple = (POLICY_STAGE,)
+    keyframes: int = 5
+
+    def to_dict(self) -> dict:
+        return {"kind": "ramp", "start": list(self.start), "end": list(self.end), "shape": list(self.shapes),
+                "scale": self.scale, "ramped": list(self.ramped), "keyframes": self.keyframes}
+
+    @staticmethod
+    def strength(shape: str, start: float, end: float, fraction: float) -> float:
+        """The multiplier at `fraction` of training."""
+        eased = fraction if shape == "linear" else (1.0 - math.cos(math.pi * fraction)) / 2.0
+        return start + (end - start) * eased
+
+    def scaled(self, policy: Policy, strength: float) -> Policy:
+        """`policy` with its ramped levels and/or probabilities multiplied by `strength`."""
+        def step(s: Step) -> Step:
+            p = min(round(s.p * strength, 4), 1.0) if self.scale != "levels" else s.p
+            level = (min(round(s.level * strength, 4), opspec.MAX_LEVEL)
+                     if self.scale != "probabilities" else s.level)
+            return Step(s.op, p, level)
+
+        def subs(sub_policies) -> tuple:
+            if POLICY_STAGE not in self.ramped:
+                return sub_policies
+            return tuple(tuple(step(s) for s in sp) for sp in sub_policies)
+
+        names = {STAGES[name].op: name for name in STAGES}
+        stages = tuple(step(s) if isinstance(s, Step) and names.get(s.op) in self.ramped else s
+                       for s in policy.stages)
+        groups = tuple(ClassPolicy(g.classes, subs(g.sub_policies)) for g in policy.class_policies)
+        return Policy(subs(policy.sub_policies), stages, policy.ranges, class_policies=groups)
+
+    def sample(self, policy: Policy, suggest: "Suggest") -> Policy:
+        """`policy` (at strength 1) ramped: a linear Schedule with the searched start, end and shape."""
+        def multiplier(name: str, bounds: tuple) -> float:
+            low, high = bounds
+            return float(low) if low == high else float(suggest.float(name, float(low), float(high)))
+
+        start, end = multiplier("schedule.start", self.start), multiplier("schedule.end", self.end)
+        shape = self.shapes[0] if len(self.shapes) == 1 else suggest.categorical("schedule.shape", list(self.shapes))
+        n = 2 if shape == "linear" else self.keyframes
+        fractions = [i / (n - 1) for i in range(n)]
+        return Policy.scheduled([(f, self.scaled(policy, self.strength(shape, start, end, f))) for f in fractions],
+                                mode="linear", name=policy.name, meta=dict(policy.meta))
+
+
+@dataclass(frozen=True)
 class SearchSpace:
     kind: str
     ops: tuple
@@ -73,6 +150,7 @@ class SearchSpace:
     name: str = ""
     # (op, classes): ops of a per-class space left out of those classes' choices (`honouring`)
     class_forbidden: tuple = ()
+    schedule: Ramp | None = None
 
     def to_dict(self) -> dict:
         d = {"kind": self.kind, "ops": list(self.ops), "sub_policies": self.sub_policies,
@@ -87,6 +165,8 @@ class SearchSpace:
             d["stage_magnitudes"] = list(self.stage_magnitudes)
         if self.class_forbidden:
             d["class_forbidden"] = {op: list(classes) for op, classes in self.class_forbidden}
+        if self.schedule is not None:
+            d["schedule"] = self.schedule.to_dict()
         return d
 
     def honouring(self, forbidden) -> "SearchSpace":
@@ -110,7 +190,9 @@ class SearchSpace:
             self, ops=ops, stages=tuple(st for st in self.stages if st not in bad_stages),
             optional_stages=tuple(st for st in self.optional_stages if st not in bad_stages),
             stage_magnitudes=tuple(st for st in self.stage_magnitudes if st not in bad_stages),
-            class_forbidden=partial)
+            class_forbidden=partial,
+            schedule=self.schedule and dataclasses.replace(
+                self.schedule, ramped=tuple(st for st in self.schedule.ramped if st not in bad_stages)))
         for c in sorted({c for _, classes in partial for c in classes}):
             if not space.class_ops(c):
                 raise ConfigError(f"search space {self.name or 'inline'}: every op of it changes the labels "
@@ -171,7 +253,8 @@ class SearchSpace:
         order = suggest.categorical("order", self.orders).split(">")
         dropped = {st for st in self.optional_stages if not suggest.categorical(f"stage.{st}", [True, False])}
         order = [self._stage(st, suggest) for st in order if st not in dropped]
-        return Policy(tuple(subs), (), self.ranges, class_policies=groups).with_stages(order)
+        policy = Policy(tuple(subs), (), self.ranges, class_policies=groups).with_stages(order)
+        return policy if self.schedule is None else self.schedule.sample(policy, suggest)
 
     def random_policy(self, seed: int, num_classes: int = 0) -> Policy:
         """A policy drawn uniformly from the space (every parameter uniform over its choices):
@@ -199,9 +282,51 @@ def _number_list(value, key: str, lo: float, hi: float) -> tuple:
     return tuple(value)
 
 
+def _strength_range(value, key: str) -> tuple:
+    """A multiplier: one number or [low, high], within 0..MAX_STRENGTH."""
+    bounds = value if isinstance(value, list) else [value, value]
+    if len(bounds) != 2 or any(isinstance(v, bool) or not isinstance(v, (int, float)) for v in bounds) \
+            or not 0 <= bounds[0] <= bounds[1] <= MAX_STRENGTH:
+        raise ConfigError(f"'schedule.{key}' must be a strength multiplier or a range [low, high] within "
+                          f"0..{MAX_STRENGTH:g}, got {value!r}")
+    return float(bounds[0]), float(bounds[1])
+
+
+def ramp_from_dict(d, stages: tuple) -> Ramp:
+    """The `schedule:` of a search space; `stages` are the space's stages (what may be ramped)."""
+    if not isinstance(d, dict):
+        raise ConfigError("'schedule' must be a mapping, e.g. {kind: ramp, start: [0.0, 1.0], end: 1.0}")
+    unknown = set(d) - {"kind", "start", "end", "shape", "scale", "ramped", "keyframes"}
+    if unknown:
+        raise ConfigError(f"unknown schedule keys: {', '.join(sorted(map(str, unknown)))} "
+                          "(use kind, start, end, shape, scale, ramped, keyframes)")
+    if d.get("kind", "ramp") != "ramp":
+        raise ConfigError(f"'schedule.kind' must be ramp, got {d.get('kind')!r}")
+    shapes = d.get("shape", ["linear"])
+    shapes = [shapes] if isinstance(shapes, str) else shapes
+    if not isinstance(shapes, list) or not shapes or len(set(map(str, shapes))) != len(shapes) \
+            or any(s not in RAMP_SHAPES for s in shapes):
+        raise ConfigError(f"'schedule.shape' must be one of {', '.join(RAMP_SHAPES)} or a list of them, "
+                          f"got {d.get('shape')!r}")
+    scale = d.get("scale", "both")
+    if scale not in RAMP_SCALES:
+        raise ConfigError(f"'schedule.scale' must be one of {', '.join(RAMP_SCALES)}, got {scale!r}")
+    ramped = d.get("ramped", [POLICY_STAGE])
+    if not isinstance(ramped, list) or not ramped or any(not isinstance(r, str) or r not in stages for r in ramped) \
+            or len(set(ramped)) != len(ramped):
+        raise ConfigError(f"'schedule.ramped' must list some of the space's stages ({', '.join(stages)}), "
+                          f"got {ramped!r}")
+    n = d.get("keyframes", 5)
+    if isinstance(n, bool) or not isinstance(n, int) or not 3 <= n <= 11:
+        raise ConfigError(f"'schedule.keyframes' must be an integer in 3..11, got {n!r}")
+    return Ramp(start=_strength_range(d.get("start", [0.0, 1.0]), "start"),
+                end=_strength_range(d.get("end", 1.0), "end"), shapes=tuple(shapes), scale=scale,
+                ramped=tuple(ramped), keyframes=n)
+
+
 def space_from_dict(d: dict, name: str = "") -> SearchSpace:
     known = {"kind", "ops", "sub_policies", "steps", "probabilities", "levels", "ranges", "stages",
-             "search_order", "per_class", "optional_stages", "stage_magnitudes", "name"}
+             "search_order", "per_class", "optional_stages", "stage_magnitudes", "name", "schedule"}
     unknown = set(d) - known
     if unknown:
         raise ConfigError(f"unknown search-space keys: {', '.join(sorted(unknown))}")
@@ -263,6 +388,7 @@ def space_from_dict(d: dict, name: str = "") -> SearchSpace:
         kind=kind, ops=tuple(op_list), ranges=ranges, stages=tuple(stages),
         search_order=search_order, per_class=per_class, optional_stages=tuple(optional),
         stage_magnitudes=tuple(magnitudes), name=d.get("name", name) or name,
+        schedule=ramp_from_dict(d["schedule"], tuple(stages)) if d.get("schedule") is not None else None,
         probabilities=_number_list(d.get("probabilities", list(SearchSpace.probabilities)),
                                    "probabilities", 0.0, 1.0),
         levels=levels, **ints)

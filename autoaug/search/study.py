@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from typing import Callable
 
 from .. import tracking
-from ..config import Experiment
+from ..config import ConfigError, Experiment
 from ..data import load_experiment_data
 from ..labels import forbidden_ops, policy_for
 from ..policy import Policy, builtin
@@ -68,9 +68,12 @@ class StudyContext:
         from .optuna_driver import check_storage
         preflight.check_stores_apart(exp)
         tracking.check_uri(exp.tracking_uri)
-        if exp.driver.name == "optuna":
+        if exp.driver.name in ("optuna", "pbt"):
             check_storage(exp.storage)
         space = load_space(exp.space_source).honouring(forbidden_ops(exp))
+        if space.schedule is not None and exp.evaluation == "density-matching":
+            raise ConfigError(f"search space {space.name or 'inline'} asks for a schedule, which changes over "
+                              "training: use evaluation: proxy-training (density matching trains nothing)")
         for name in exp.baselines + (exp.density.train_policy,):
             builtin(name)  # a bad policy name fails now, before anything is written
         ds, arrays = load_experiment_data(exp)
