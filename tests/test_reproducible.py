@@ -28,7 +28,10 @@ def test_same_seed_same_trials_and_pixels(tmp_path, digits):
     (a, client_a), (b, client_b) = _search(tmp_path / "a"), _search(tmp_path / "b")
     assert [t.params for t in a] == [t.params for t in b]
     assert all(t.params for t in a[1:])  # searched trials: real parameters
+    assert [t.user_attrs.get("same_as") for t in a] == [t.user_attrs.get("same_as") for t in b]
     for ta, tb in zip(a, b):  # the logged grids of augmented samples: the same pixels
+        if "same_as" in ta.user_attrs:  # a repeated proposal reused its twin's run: nothing trained
+            continue
         png_a = client_a.download_artifacts(ta.user_attrs["mlflow_run_id"], "samples.png", str(tmp_path / "a"))
         png_b = client_b.download_artifacts(tb.user_attrs["mlflow_run_id"], "samples.png", str(tmp_path / "b"))
         assert open(png_a, "rb").read() == open(png_b, "rb").read()
