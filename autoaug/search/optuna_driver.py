@@ -297,8 +297,8 @@ def trained_twin(study: optuna.Study, exp: Experiment, policy_hash: str):
     Under common trial seeds TPE often proposes its favourite again; training it again
     would replay the same run bit for bit (on CPU), so its score is reused instead.
     """
-    if exp.selection.trial_seeds != "common":
-        return None
+    if exp.selection.trial_seeds != "common" or exp.evaluation != "proxy-training":
+        return None  # density matching trains nothing per trial and scores folds and classes
     for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)):
         if t.user_attrs.get("policy_hash") == policy_hash and "same_as" not in t.user_attrs:
             return t
