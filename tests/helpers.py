@@ -9,6 +9,8 @@ import time
 import urllib.request
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parents[1]
 
 
@@ -102,3 +104,23 @@ def study_runs(client, study):
     parents = [r for r in runs if r.data.tags.get("autoaug.role") == "parent"]
     children = [r for r in runs if r.data.tags.get("mlflow.parentRunId")]
     return parents, children
+
+
+@pytest.fixture
+def cache(tmp_path, monkeypatch):
+    """Each test gets its own data cache folder and an empty per-process cache."""
+    from autoaug import data
+    root = tmp_path / "cache"
+    monkeypatch.setenv("AUTOAUG_CACHE", str(root))
+    data.clear_cache()
+    yield root
+    data.clear_cache()
+
+
+def one_line_error(excinfo, *fragments):
+    """The error's message is one line holding every fragment; returns it."""
+    msg = str(excinfo.value)
+    assert "\n" not in msg, msg
+    for f in fragments:
+        assert f in msg, (f, msg)
+    return msg

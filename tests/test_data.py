@@ -9,26 +9,15 @@ from PIL import Image
 
 from autoaug import data
 from autoaug.data import DataError, Dataset, load_dataset, reduced_split, split_indices
+from helpers import cache, one_line_error  # noqa: F401  (cache: a fixture)
 
 SHARED_MNIST = os.path.join(os.path.dirname(__file__), "..", "..", "shared", "data", "mnist.npz")
 
 
 @pytest.fixture(autouse=True)
-def cache(tmp_path, monkeypatch):
-    """Each test gets its own cache folder and an empty per-process cache."""
-    root = tmp_path / "cache"
-    monkeypatch.setenv("AUTOAUG_CACHE", str(root))
-    data.clear_cache()
-    yield root
-    data.clear_cache()
-
-
-def one_line_error(excinfo, *fragments):
-    msg = str(excinfo.value)
-    assert "\n" not in msg, msg
-    for f in fragments:
-        assert f in msg, (f, msg)
-    return msg
+def _isolated_cache(cache):
+    """Every test here gets its own data cache (helpers.cache)."""
+    return cache
 
 
 def cache_files(root):

