@@ -179,16 +179,25 @@ def _draw_rows(n, group, group_start, group_count, key):
 def _sub_policies(images, groups, op_ids, probs, levels, table, key):
     """AutoAugment application: each image draws one sub-policy of its class group
     (`groups` = (group per image, group start rows, group row counts)) and runs its
-    steps in order."""
+    steps in order.
+
+    The steps run in a `tf.while_loop`, so the graph holds every op once, not once per
+    step: a graph half (or a third) the size traces and instantiates that much faster.
+    """
     n = tf.shape(images)[0]
-    keys = _split(key, 1 + op_ids.shape[1])
+    keys = tf.random.experimental.stateless_split(key, 1 + op_ids.shape[1])
     choice = _draw_rows(n, *groups, keys[0])
-    for l in range(op_ids.shape[1]):
+    op_ids, probs, levels = (tf.gather(t, choice) for t in (op_ids, probs, levels))
+
+    def step(l, images):
         k_apply, k_sign, k_ops = _split(keys[l + 1], 3)
-        apply = tf.random.stateless_uniform([n], k_apply) < tf.gather(probs[:, l], choice)
+        apply = tf.random.stateless_uniform([n], k_apply) < probs[:, l]
         signs = tf.where(tf.random.stateless_uniform([n], k_sign) < 0.5, -1.0, 1.0)
-        images = _run_step(images, tf.gather(op_ids[:, l], choice), tf.gather(levels[:, l], choice),
-                           apply, signs, table, k_ops)
+        out = _run_step(images, op_ids[:, l], levels[:, l], apply, signs, table, k_ops)
+        return l + 1, tf.ensure_shape(out, images.shape)
+
+    _, images = tf.while_loop(lambda l, _: l < op_ids.shape[1], step, (tf.constant(0), images),
+                              shape_invariants=(tf.TensorShape([]), images.shape))
     return images
 
 

@@ -61,7 +61,12 @@ def train_dataset(x: np.ndarray, y: np.ndarray, policy: Policy, *, batch_size: i
         return tf.cast(images, tf.float32), labels
 
     ds = ds.map(augment, num_parallel_calls=num_parallel_calls, deterministic=True)
-    return ds.prefetch(tf.data.AUTOTUNE)
+    # tf.data's default graph rewrites copy the whole function library on every iterator:
+    # seconds for a large policy (AutoAugment's graph has ~13k nodes), and none of them applies
+    # to this shuffle -> batch -> map -> prefetch chain. Off: the same batches, ~2x faster to start.
+    options = tf.data.Options()
+    options.experimental_optimization.apply_default_optimizations = False
+    return ds.prefetch(tf.data.AUTOTUNE).with_options(options)
 
 
 def eval_dataset(x: np.ndarray, y: np.ndarray, *, batch_size: int, num_classes: int,

@@ -118,23 +118,50 @@ def _augmenting(net: keras.Model, layer) -> keras.Model:
     return keras.Model(inputs, net(layer(inputs)), name=f"{net.name}_augmented")
 
 
-def measure_augmentation(dataset: tf.data.Dataset, batch_size: int, batches: int = 8, layer=None) -> float:
-    """Images per second that the augmented pipeline delivers (after one warm-up batch), or
-    with `layer`, that the layer augments the pipeline's batches at (on the default device)."""
-    it = iter(dataset)
-    if layer is not None:
-        images = [next(it)[0] for _ in range(batches + 1)]
-        layer(images[0], training=True)
-        start = time.perf_counter()
-        for batch in images[1:]:
-            out = layer(batch, training=True)
-        np.asarray(out)
-        return batches * batch_size / max(time.perf_counter() - start, 1e-9)
-    next(it)
+def fresh_keras_state(seed: int) -> None:
+    """`keras.backend.clear_session()` and `keras.utils.set_random_seed(seed)`, keeping
+    TensorFlow's kernel cache.
+
+    Both flush that cache, which drops every instantiated tf.function: a policy's cached
+    graph (AutoAugment's has ~13k nodes) would then be instantiated again, for seconds, in
+    every training. Nothing here needs the flush (it resets stateful random kernels):
+    augmentation draws from stateless keys and Keras draws weights from its own seed generator.
+    """
+    from tensorflow.python.eager import context
+    flush = context.pywrap_tfe.TFE_ContextClearCaches
+    context.pywrap_tfe.TFE_ContextClearCaches = lambda handle: None
+    try:
+        keras.backend.clear_session()
+        keras.utils.set_random_seed(seed)
+    finally:
+        context.pywrap_tfe.TFE_ContextClearCaches = flush
+
+
+def measure_augmentation(policy: Policy, batches: tf.data.Dataset, repeats: int = 8, layer=None) -> float:
+    """Images per second that `policy` (or `layer`, on its device) augments one training batch
+    at: the first batch of `batches` (un-augmented (images, one-hot labels)), one warm-up call,
+    then `repeats` timed calls.
+
+    Timed on eager calls of the policy's cached graph rather than on a second tf.data
+    pipeline: a pipeline instantiates a large policy's graph again (seconds per trial), and
+    reading the training pipeline itself would advance its reshuffling state.
+    """
+    images, labels = next(iter(batches))
+    images = tf.cast(images, tf.uint8)
+    labels = labels if policy.needs_labels else None
+
+    def once(i):
+        if layer is not None:
+            return layer(images, training=True)
+        out = policy.apply(images, labels, seed=0, index=i)
+        return out if labels is None else out[0]
+
+    np.asarray(once(0))
     start = time.perf_counter()
-    for _ in range(batches):
-        next(it)
-    return batches * batch_size / max(time.perf_counter() - start, 1e-9)
+    for i in range(repeats):
+        out = once(i + 1)
+    np.asarray(out)
+    return repeats * int(images.shape[0]) / max(time.perf_counter() - start, 1e-9)
 
 
 def train_model(x_train: np.ndarray, y_train: np.ndarray, x_val: np.ndarray, y_val: np.ndarray,
@@ -210,8 +237,7 @@ def train_model(x_train: np.ndarray, y_train: np.ndarray, x_val: np.ndarray, y_v
         raise ValueError(f"augment_on 'model' cannot run policy {policy.name or policy.summary(2)}: MixUp/CutMix "
                          "and per-class policies need the labels; use augment_on 'data'")
     device = configure_device()
-    keras.backend.clear_session()
-    keras.utils.set_random_seed(seed)
+    fresh_keras_state(seed)
     net = build_model(model, x_train.shape[1:], num_classes)
     steps = steps_per_epoch(len(x_train), batch_size)
     data_policy, layer = policy, None
@@ -231,19 +257,16 @@ def train_model(x_train: np.ndarray, y_train: np.ndarray, x_val: np.ndarray, y_v
     if layer is not None:
         layer.calls.assign(start_epoch * steps)
 
-    def make_train_ds():
-        return train_dataset(x_train, y_train, data_policy, batch_size=batch_size,
+    def make_train_ds(augmentation: Policy = data_policy):
+        return train_dataset(x_train, y_train, augmentation, batch_size=batch_size,
                              num_classes=num_classes, seed=seed, one_hot=True, start_epoch=start_epoch,
                              total_epochs=epochs)  # a schedule's progress: epoch / epochs
 
-    # Measured on a dataset of its own: iterating the training one first would advance its
-    # reshuffling state, and the same seed would then no longer give the same training.
-    # A resumed run (a population member's next interval) skips it: it costs a second trace.
+    # A resumed run (a population member's next interval) skips the measurement.
     throughput = float("nan")
-    if start_epoch == 0 and layer is None:
-        throughput = measure_augmentation(make_train_ds(), batch_size)
-    elif start_epoch == 0:  # the layer where the model runs, on a probe of its own
-        throughput = measure_augmentation(make_train_ds(), batch_size, layer=policy.as_layer(seed=seed))
+    if start_epoch == 0:
+        plain = make_train_ds(Policy((), (), policy.ranges, "none"))
+        throughput = measure_augmentation(policy, plain, layer=None if layer is None else policy.as_layer(seed=seed))
     train_ds = make_train_ds()
     val_ds = eval_dataset(x_val, y_val, batch_size=256, num_classes=num_classes, one_hot=True)
     history: list = []

@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # The README's test command: sets up everything the suite needs, where it is missing, then runs
 # it. Extra args go to pytest (e.g. `bash scripts/run_tests.sh tests/test_policy.py -x`).
+# Tests run in AUTOAUG_TEST_WORKERS pytest-xdist processes (default 2; 0 runs them in this one):
+# most of a test's time is single-threaded (imports, tracing, MLflow), so two share 2 cores well.
 #
 # On a fresh Debian/Ubuntu machine (as root, or through sudo) it installs Debian's chromium and
 # fonts-dejavu-core (the real-browser test) and PostgreSQL (the multi-worker tests), starts
@@ -46,4 +48,4 @@ echo "run_tests: chromium $(command -v chromium || echo "${AUTOAUG_CHROMIUM:-}")
 
 bash scripts/setup_venv.sh
 export TF_CPP_MIN_LOG_LEVEL=2
-exec .venv/bin/python -m pytest "$@"
+exec .venv/bin/python -m pytest -n "${AUTOAUG_TEST_WORKERS:-2}" --dist worksteal "$@"
