@@ -38,6 +38,7 @@ class DataConfig:
     strict: bool = False  # refuse unreadable image files instead of skipping them with a warning
     in_memory: bool | str = "auto"  # true | false (stream from disk through tf.data) | auto
     memory_limit_gb: float | None = None  # auto streams above this many GB decoded; None: RAM / 4
+    disk_cache: bool = False  # streamed: decode once into a memory-mapped file in the cache folder
     test_fraction: float | None = None  # held out when there is no val/ or test/ folder; None: 0.2
 
 
@@ -277,7 +278,8 @@ def _check_pbt(cfg: dict) -> None:
 def _check_data(data: dict) -> None:
     for key, allowed, text in (("in_memory", (True, False, "auto"), "true, false or auto"),
                                ("channels", (None, 1, 3), "1 (grey), 3 (RGB) or null (from the images)"),
-                               ("strict", (True, False), "true or false")):
+                               ("strict", (True, False), "true or false"),
+                               ("disk_cache", (True, False), "true or false")):
         if not any(data[key] is a or (isinstance(a, (int, str)) and not isinstance(a, bool)
                                       and type(data[key]) is type(a) and data[key] == a) for a in allowed):
             raise ConfigError(f"'data.{key}' must be {text}, got {data[key]!r}")

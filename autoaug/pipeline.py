@@ -48,6 +48,8 @@ def train_dataset(x: np.ndarray, y: np.ndarray, policy: Policy, *, batch_size: i
     if start_epoch:
         ds = ds.skip(start_epoch * steps)
 
+    image_shape = ds.element_spec[1][0].shape  # [None, H, W, C]
+
     def augment(g, batch):
         images, labels = batch
         labels = _labels(labels, num_classes, one_hot)
@@ -58,6 +60,9 @@ def train_dataset(x: np.ndarray, y: np.ndarray, policy: Policy, *, batch_size: i
                                           progress=progress)
         else:
             images = policy.apply(images, seed=seed, epoch=epoch, index=index, progress=progress)
+        # Policies keep the image size; saying so gives every policy the same element spec,
+        # so that a process compiles its (XLA) training step once, not once per policy.
+        images.set_shape(image_shape)
         return tf.cast(images, tf.float32), labels
 
     ds = ds.map(augment, num_parallel_calls=num_parallel_calls, deterministic=True)
@@ -78,12 +83,12 @@ def eval_dataset(x: np.ndarray, y: np.ndarray, *, batch_size: int, num_classes: 
 
 
 def _elements(x):
-    """What `from_tensor_slices` takes: the images, or the paths of streamed `ImageFiles`."""
-    return x.path_tensor() if isinstance(x, ImageFiles) else x
+    """What `from_tensor_slices` takes: the images, or the keys of streamed `ImageFiles`."""
+    return x.keys() if isinstance(x, ImageFiles) else x
 
 
 def _decoded(ds: tf.data.Dataset, x) -> tf.data.Dataset:
-    """(path, label) -> (image, label) for streamed `ImageFiles`, in parallel and in order."""
+    """(key, label) -> (image, label) for streamed `ImageFiles`, in parallel and in order."""
     if not isinstance(x, ImageFiles):
         return ds
     return ds.map(lambda p, label: (x.read(p), label), num_parallel_calls=tf.data.AUTOTUNE,

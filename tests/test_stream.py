@@ -57,6 +57,39 @@ def test_streamed_images_batches_and_eval_equal_in_memory(folder):
     np.testing.assert_array_equal(np.asarray(picked), mem.x_train[[3, 1]])
 
 
+def test_a_disk_cache_decodes_once_and_gives_the_same_pixels(folder, tmp_path):
+    from autoaug.config import ConfigError, load_experiment
+    from autoaug.pipeline import train_dataset
+    mem = load_dataset(folder, image_size=20, resize="pad")
+    cached = load_dataset(folder, image_size=20, resize="pad", in_memory=False, disk_cache=True)
+    assert isinstance(cached.x_train, ImageFiles) and cached.x_train.store is not None
+    files = {f.name.rsplit("-", 1)[1]: f for f in (tmp_path / "cache" / "decoded").glob("*.npy")}
+    assert sorted(files) == ["test.npy", "train.npy"]
+    stamps = {k: f.stat().st_mtime_ns for k, f in files.items()}
+    np.testing.assert_array_equal(np.asarray(cached.x_test), mem.x_test)
+    policy = builtin("standard+cutout")
+    batches = [list(train_dataset(ds.x_train, ds.y_train, policy, batch_size=10, num_classes=3,
+                                  seed=5, epochs=2, one_hot=True)) for ds in (mem, cached)]
+    for (xm, ym), (xs, ys) in zip(*batches):
+        np.testing.assert_array_equal(xm.numpy(), xs.numpy())
+        np.testing.assert_array_equal(ym.numpy(), ys.numpy())
+    picked = cached.x_train[np.array([7, 3, 1])][1:]  # subsets keep their rows
+    assert isinstance(picked, ImageFiles) and picked.store is not None
+    np.testing.assert_array_equal(np.asarray(picked), mem.x_train[[3, 1]])
+    np.testing.assert_array_equal(picked[1], mem.x_train[1])
+
+    data.clear_cache()  # the in-process cache: load from the folder again
+    load_dataset(folder, image_size=20, resize="pad", in_memory=False, disk_cache=True)
+    assert {k: f.stat().st_mtime_ns for k, f in files.items()} == stamps  # read, not written again
+    files["train.npy"].write_bytes(files["train.npy"].read_bytes()[:200])  # a truncated cache
+    data.clear_cache()
+    again = load_dataset(folder, image_size=20, resize="pad", in_memory=False, disk_cache=True)
+    np.testing.assert_array_equal(np.asarray(again.x_train), mem.x_train)  # decoded again
+    assert files["train.npy"].stat().st_size > 200
+    with pytest.raises(ConfigError, match="'data.disk_cache' must be true or false"):
+        load_experiment(None, ["data.disk_cache=sometimes"])
+
+
 def test_in_memory_auto_streams_above_the_limit(folder):
     small = load_dataset(folder, image_size=20)
     assert isinstance(small.x_train, np.ndarray)  # auto, far below a quarter of RAM
@@ -76,16 +109,18 @@ def test_training_streamed_replays_training_in_memory(folder, tmp_path):
     from autoaug.data import load_experiment_data
     from autoaug.train import train_model
     results = []
-    for in_memory in ("true", "false"):
-        exp = _experiment(folder, tmp_path, f"data.in_memory={in_memory}")
+    for in_memory, disk_cache in (("true", "false"), ("false", "false"), ("false", "true")):
+        exp = _experiment(folder, tmp_path, f"data.in_memory={in_memory}", f"data.disk_cache={disk_cache}")
         ds, (x_tr, y_tr, x_val, y_val) = load_experiment_data(exp)
         assert isinstance(x_tr, ImageFiles) == (in_memory == "false")
+        assert (getattr(x_tr, "store", None) is not None) == (disk_cache == "true")
         results.append(train_model(x_tr, y_tr, x_val, y_val, builtin("standard"),
                                    num_classes=ds.num_classes, x_test=ds.x_test, y_test=ds.y_test,
                                    **exp.train_args()))
-    mem, st = results
-    assert [h["loss"] for h in mem.history] == [h["loss"] for h in st.history]  # same seed, same run
-    assert mem.val_accuracy == st.val_accuracy and mem.test_accuracy == st.test_accuracy
+    mem = results[0]
+    for st in results[1:]:
+        assert [h["loss"] for h in mem.history] == [h["loss"] for h in st.history]  # same seed, same run
+        assert mem.val_accuracy == st.val_accuracy and mem.test_accuracy == st.test_accuracy
 
 
 def test_density_matching_scores_streamed_as_in_memory(folder, tmp_path):

