@@ -58,11 +58,13 @@ class Evaluation:
         head = f"{'policy':<44} {'n':>2} {'test %':>7} {'std':>5}   paired gap to {self.reference} [95% CI]"
         lines = [head, "-" * len(head)]
         for s in self.summaries:
-            g = s.gap
-            gap = ("(reference)" if g is None else
-                   f"{g.mean:+.2f} [{g.low:+.2f}, {g.high:+.2f}] {g.verdict}" if g.n >= 2 else
-                   f"{g.mean:+.2f} ({g.verdict})")
+            gap = "(reference)" if s.gap is None else _gap_text(s.gap)
             lines.append(f"{s.policy[:44]:<44} {s.n:>2} {s.mean:>7.2f} {s.std:>5.2f}   {gap}")
+        if self.reference != "none" and any(s.policy == "none" for s in self.summaries):
+            # the question a first run asks too: does augmenting beat not augmenting at all?
+            _, to_none = summarize(self.runs, "none")
+            lines.append("paired gap to none: " + "; ".join(f"{s.policy} {_gap_text(s.gap)}"
+                                                           for s in to_none if s.gap is not None))
         if self.fidelity_n:
             lines.append(self.fidelity_text())
         shrink = self.pairing_shrink()
@@ -87,6 +89,12 @@ class Evaluation:
         if not gaps:
             return None
         return statistics.fmean(g.sd for g in gaps), statistics.fmean(g.sd_unpaired for g in gaps)
+
+
+def _gap_text(g: PairedGap) -> str:
+    if g.n >= 2:
+        return f"{g.mean:+.2f} [{g.low:+.2f}, {g.high:+.2f}] {g.verdict}"
+    return f"{g.mean:+.2f} ({g.verdict})"
 
 
 def parse_seeds(text: str | int | list) -> list[int]:
@@ -292,7 +300,8 @@ def evaluate(exp: Experiment, policies: list, seeds: list[int], *, csv_path: str
     for i, (label, policy, seed) in enumerate(todo):
         start = time.perf_counter()
         result = train_model(x_tr, y_tr, x_val, y_val, policy, num_classes=ds.num_classes,
-                             x_test=ds.x_test, y_test=ds.y_test, **exp.train_args(seed=seed))
+                             x_test=ds.x_test, y_test=ds.y_test, validate_every=exp.training.epochs,
+                             **exp.train_args(seed=seed))  # validated once, at the end
         run_id = log_run.run(label, seed, policy, result.history,
                              {"test_accuracy": result.test_accuracy, "val_accuracy_final": result.val_accuracy,
                               "train_s": result.seconds})

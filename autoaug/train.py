@@ -171,7 +171,7 @@ def train_model(x_train: np.ndarray, y_train: np.ndarray, x_val: np.ndarray, y_v
                 on_epoch: Callable[[int, dict], None] | None = None,
                 x_test: np.ndarray | None = None, y_test: np.ndarray | None = None,
                 verbose: int = 0, return_model: bool = False, start_epoch: int = 0,
-                stop_epoch: int | None = None, resume_from: str | None = None,
+                stop_epoch: int | None = None, resume_from: str | None = None, validate_every: int = 1,
                 save_to: str | None = None, augment_on: str = "data"):
     """Train `model` from scratch (or from a checkpoint) on (x_train, y_train) augmented by `policy`.
 
@@ -200,6 +200,9 @@ def train_model(x_train: np.ndarray, y_train: np.ndarray, x_val: np.ndarray, y_v
             ``start_epoch``. ``history`` then holds those epochs only.
         resume_from: a `save_checkpoint` file to start from (its epoch must be ``start_epoch``).
         save_to: write a checkpoint there once the last epoch is trained.
+        validate_every: validate after every this many epochs and after the last one
+            (``epochs``: only the last; the training is the same, ``history`` has fewer
+            validation entries).
         augment_on: "data" (the policy runs in tf.data, on the CPU) or "model" (tf.data only
             batches; the policy runs in a `PolicyLayer` before the model, on the model's
             device, keyed as tf.data keys its batches: the same seed gives the same pixels).
@@ -229,6 +232,8 @@ def train_model(x_train: np.ndarray, y_train: np.ndarray, x_val: np.ndarray, y_v
     stop_epoch = epochs if stop_epoch is None else stop_epoch
     if not 0 <= start_epoch < stop_epoch <= epochs:
         raise ValueError(f"epochs [{start_epoch}, {stop_epoch}) are not within the {epochs} epochs of the schedule")
+    if isinstance(validate_every, bool) or not isinstance(validate_every, int) or validate_every < 1:
+        raise ValueError(f"validate_every must be a positive number of epochs, got {validate_every!r}")
     if (start_epoch > 0) != (resume_from is not None):
         raise ValueError("a run starts from a checkpoint (resume_from) exactly when start_epoch > 0")
     if augment_on not in ("data", "model"):
@@ -272,7 +277,9 @@ def train_model(x_train: np.ndarray, y_train: np.ndarray, x_val: np.ndarray, y_v
     history: list = []
     start = time.perf_counter()
     net.fit(train_ds, initial_epoch=start_epoch, epochs=stop_epoch, steps_per_epoch=steps,
-            validation_data=val_ds, callbacks=[_EpochReporter(on_epoch, history)], verbose=verbose,
+            validation_data=val_ds, validation_freq=[e for e in range(start_epoch + 1, stop_epoch + 1)
+                                                     if e % validate_every == 0 or e == stop_epoch],
+            callbacks=[_EpochReporter(on_epoch, history)], verbose=verbose,
             shuffle=False)
     if save_to is not None:
         save_checkpoint(net, save_to, stop_epoch)

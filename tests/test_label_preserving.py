@@ -213,8 +213,9 @@ def test_space_never_proposes_a_forbidden_op_and_its_digest_is_stable():
 
 
 def test_builtin_spaces_on_digits():
-    quick = load_space(str(ROOT / "search_spaces" / "autoaugment_small.yaml"))
-    assert quick.honouring(DIGIT_RULES) == quick  # no flip in it: the quickstart's digest is unchanged
+    for name in ("autoaugment_small", "digits_geometric"):  # no flip in them: their digests are unchanged
+        space = load_space(str(ROOT / "search_spaces" / f"{name}.yaml"))
+        assert space.honouring(DIGIT_RULES) == space
     for name in ("autoaugment", "randaugment", "trivialaugment", "autoaugment_light"):
         space = load_space(str(ROOT / "search_spaces" / f"{name}.yaml")).honouring(DIGIT_RULES)
         assert "flip" not in space.stages and not {"FlipLR", "FlipUD"} & set(space.ops)
