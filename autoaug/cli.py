@@ -503,11 +503,6 @@ class _OneLineOptunaLog:
         return True
 
 
-def _one_line(e: BaseException) -> str:
-    text = (str(e).strip().splitlines() or [""])[0][:300]
-    return f"{type(e).__name__}: {text}" if text else type(e).__name__
-
-
 def main(argv=None) -> int:
     """Run one command; any exception becomes one line on stderr and an exit code (see above)."""
     args = build_parser().parse_args(argv)
@@ -534,7 +529,8 @@ def main(argv=None) -> int:
         if verbose:
             import traceback
             traceback.print_exc()
-        print(f"autoaug: internal error: {_one_line(e)}"
+        from .quiet import one_line
+        print(f"autoaug: internal error: {one_line(e, 300)}"
               + ("" if verbose else " (rerun with --verbose for the traceback)"), file=sys.stderr)
         return INTERNAL_ERROR
     finally:

@@ -14,6 +14,7 @@ from __future__ import annotations
 import importlib.abc
 import importlib.util
 import os
+import re
 import sys
 import tempfile
 
@@ -87,3 +88,19 @@ class _stderr_to_file:
             sys.stderr.write(self.file.read().decode(errors="replace"))
         self.file.close()
         return False
+
+
+# TensorFlow's runtime errors open with this header, then where the op was defined; the cause
+# is the last unindented line, before the "\t [[{{node ...}}]]" markers.
+_TF_HEADER = "Graph execution error:"
+_TF_DATA_PREFIX = re.compile(r"^Error in user-defined function passed to \S+ transformation with iterator: \S+: ")
+
+
+def one_line(e: BaseException, limit: int = 500) -> str:
+    """The exception's type and the one line of its message that says what went wrong."""
+    lines = [line for line in str(e).strip().splitlines() if line.strip()]
+    if lines and lines[0].strip() == _TF_HEADER:
+        causes = [line for line in lines[1:] if not line[0].isspace() and not line.startswith("Detected at node")
+                  and line != "<stack traces unavailable>"]
+        lines = [_TF_DATA_PREFIX.sub("", causes[-1])] if causes else lines
+    return f"{type(e).__name__}: {lines[0][:limit]}" if lines else type(e).__name__

@@ -116,3 +116,16 @@ def test_trial_runs_carry_their_name_and_the_dataset_in_mlflow(tmp_path):
     assert ui_links(uri, base) == [("named", f"{base}/#/experiments/{tracker.experiment_id}/runs"
                                              "?workflowType=machine_learning")]
     assert ui_links(f"sqlite:///{tmp_path}/absent.db", base) == []
+
+
+def test_a_tensorflow_runtime_error_reads_as_its_cause():
+    import tensorflow as tf
+    from autoaug.quiet import one_line
+    text = ("Graph execution error:\n\nDetected at node CheckNumerics defined at (most recent call last):\n"
+            "  File \"train.py\", line 3, in <module>\n<stack traces unavailable>\n"
+            "Error in user-defined function passed to MapDataset:2 transformation with iterator: "
+            "Iterator::Root::Prefetch::Map: broken op : Tensor had NaN values\n\t [[{{node CheckNumerics}}]]")
+    assert one_line(tf.errors.InvalidArgumentError(None, None, text)) == \
+        "InvalidArgumentError: broken op : Tensor had NaN values"
+    assert one_line(ValueError("first line\nsecond")) == "ValueError: first line"
+    assert one_line(RuntimeError()) == "RuntimeError" and len(one_line(ValueError("x" * 900), 300)) == 312

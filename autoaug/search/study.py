@@ -16,6 +16,7 @@ from ..config import ConfigError, Experiment
 from ..data import load_experiment_data
 from ..labels import forbidden_ops, policy_for
 from ..policy import Policy, builtin
+from ..quiet import one_line
 from .space import SearchSpace, load_space
 
 
@@ -23,11 +24,10 @@ INTERRUPTED = "interrupted"  # the fail reason of a trial stopped by SIGINT or S
 
 
 def failure_reason(e: BaseException) -> str:
-    """One line: the exception type and the first line of its message."""
+    """One line: the exception type and what its message says went wrong."""
     if isinstance(e, KeyboardInterrupt):
         return INTERRUPTED
-    text = str(e).strip().splitlines()
-    return f"{type(e).__name__}: {text[0][:500]}" if text else type(e).__name__
+    return one_line(e)
 
 
 @dataclass
