@@ -89,18 +89,19 @@ def folder_key(layout: Layout) -> str:
     return h.hexdigest()[:16]
 
 
+def _decoded_file(layout: Layout, decoding: str, cache_dir: str | None, folder: str, suffix: str) -> str:
+    digest = hashlib.sha1(decoding.encode()).hexdigest()[:8]
+    return os.path.join(cache_root(cache_dir), folder, f"{layout.name}-{folder_key(layout)}-{digest}{suffix}")
+
+
 def array_cache_file(layout: Layout, decoding: str, cache_dir: str | None = None) -> str:
     """The .npz of a folder's decoded images; ``decoding`` tells the size, channels, resize."""
-    digest = hashlib.sha1(decoding.encode()).hexdigest()[:8]
-    return os.path.join(cache_root(cache_dir), "arrays",
-                        f"{layout.name}-{folder_key(layout)}-{digest}.npz")
+    return _decoded_file(layout, decoding, cache_dir, "arrays", ".npz")
 
 
 def decoded_cache_file(layout: Layout, decoding: str, split: str, cache_dir: str | None = None) -> str:
     """The memory-mapped .npy of one split's decoded images, for streamed data (disk_cache)."""
-    digest = hashlib.sha1(decoding.encode()).hexdigest()[:8]
-    return os.path.join(cache_root(cache_dir), "decoded",
-                        f"{layout.name}-{folder_key(layout)}-{digest}-{split}.npy")
+    return _decoded_file(layout, decoding, cache_dir, "decoded", f"-{split}.npy")
 
 
 def scan_cache_file(layout: Layout, cache_dir: str | None = None) -> str:

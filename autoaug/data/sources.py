@@ -56,8 +56,7 @@ from concurrent.futures import ThreadPoolExecutor
 import numpy as np
 
 from .cache import (ARCHIVE_SUFFIXES, array_cache_file, decoded_cache_file, extract_archive, memory_key,
-                    read_arrays,
-                    read_json, recall, remember, scan_cache_file, write_arrays, write_json)
+                    read_arrays, read_json, recall, remember, scan_cache_file, write_arrays, write_json)
 from .dataset import DataError, Dataset
 from .folders import (IMAGE_EXTENSIONS, RESIZE_MODES, Layout, check_image_size, decode_image,
                       find_layout, inspect_image, list_split, why_unreadable)

@@ -113,18 +113,16 @@ class ImageFiles:
         """A graph function: a scalar key (see `keys`) -> the uint8 image tensor."""
         import tensorflow as tf
 
-        if self.store is not None:
-            store = self.store
-            image = tf.numpy_function(lambda row: np.array(store[row]), [key], tf.uint8, stateful=False)
-            image.set_shape((*self.size, self.channels))
-            return image
+        store = self.store
 
-        def decode(p):
+        def decode(k):
+            if store is not None:
+                return np.array(store[k])
             try:
-                return self.decode(p)
+                return self.decode(k)
             except Exception as e:  # a file that became unreadable after the listing
                 from .folders import why_unreadable
-                raise ValueError(f"cannot decode image {p.decode()} ({why_unreadable(e)}); "
+                raise ValueError(f"cannot decode image {k.decode()} ({why_unreadable(e)}); "
                                  f"replace or delete the file") from None
 
         image = tf.numpy_function(decode, [key], tf.uint8, stateful=False)
