@@ -245,9 +245,10 @@ def train_model(x_train: np.ndarray, y_train: np.ndarray, x_val: np.ndarray, y_v
     fresh_keras_state(seed)
     net = build_model(model, x_train.shape[1:], num_classes)
     steps = steps_per_epoch(len(x_train), batch_size)
+    plain = Policy((), (), policy.ranges, "none")  # batches only: the throughput probe's, augment_on "model"'s
     data_policy, layer = policy, None
     if augment_on == "model":
-        data_policy = Policy((), (), policy.ranges, "none")
+        data_policy = plain
         layer = policy.as_layer(seed=seed, steps_per_epoch=steps, total_epochs=epochs)
         net = _augmenting(net, layer)
     schedule = keras.optimizers.schedules.CosineDecay(learning_rate, decay_steps=epochs * steps)
@@ -270,8 +271,8 @@ def train_model(x_train: np.ndarray, y_train: np.ndarray, x_val: np.ndarray, y_v
     # A resumed run (a population member's next interval) skips the measurement.
     throughput = float("nan")
     if start_epoch == 0:
-        plain = make_train_ds(Policy((), (), policy.ranges, "none"))
-        throughput = measure_augmentation(policy, plain, layer=None if layer is None else policy.as_layer(seed=seed))
+        throughput = measure_augmentation(policy, make_train_ds(plain),
+                                          layer=None if layer is None else policy.as_layer(seed=seed))
     train_ds = make_train_ds()
     val_ds = eval_dataset(x_val, y_val, batch_size=256, num_classes=num_classes, one_hot=True)
     history: list = []
