@@ -31,7 +31,8 @@ class DataConfig:
     # Ops that change this dataset's labels (autoaug.labels): a list of ops, or a mapping
     # op -> all | [classes]; None: the source's default (the digits forbid FlipLR and FlipUD).
     forbidden_ops: list | dict | None = None
-    # Image folders and their archives (autoaug.data.folders); other sources refuse them.
+    # Image folders and their archives (autoaug.data.folders); TFDS sources take image_size, resize,
+    # channels, in_memory and memory_limit_gb too; other sources refuse them.
     image_size: int | list | None = None  # N or [height, width]: resize on load; None: one stored size
     resize: str = "crop"  # crop (to the aspect ratio, centred) | pad (letterbox, zeros) | stretch
     channels: int | None = None  # 1 or 3; None: 1 if every image is grey, else 3
@@ -40,6 +41,7 @@ class DataConfig:
     memory_limit_gb: float | None = None  # auto streams above this many GB decoded; None: RAM / 4
     disk_cache: bool = False  # streamed: decode once into a memory-mapped file in the cache folder
     test_fraction: float | None = None  # held out when there is no val/ or test/ folder; None: 0.2
+    tfds_data_dir: str | None = None  # tfds:<name> sources: prepared there; None: $TFDS_DATA_DIR or ~/tensorflow_datasets
 
 
 @dataclass(frozen=True)

@@ -104,6 +104,13 @@ def decoded_cache_file(layout: Layout, decoding: str, split: str, cache_dir: str
     return _decoded_file(layout, decoding, cache_dir, "decoded", f"-{split}.npy")
 
 
+def tfds_cache_file(name: str, decoding: str, cache_dir: str | None = None) -> str:
+    """The memory-mapped .npy of one TFDS split's converted images (streamed TFDS data);
+    ``decoding`` tells the prepared dataset's folder, the split, size, channels, resize."""
+    digest = hashlib.sha1(f"{_CACHE_FORMAT}|{decoding}".encode()).hexdigest()[:12]
+    return os.path.join(cache_root(cache_dir), "tfds", f"{name}-{digest}.npy")
+
+
 def scan_cache_file(layout: Layout, cache_dir: str | None = None) -> str:
     """The JSON listing of a folder's images (sizes, grey or colour, unreadable ones)."""
     return os.path.join(cache_root(cache_dir), "listings", f"{layout.name}-{folder_key(layout)}.json")

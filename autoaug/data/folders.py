@@ -182,7 +182,24 @@ def decode_image(path: str, size: tuple[int, int] | None, channels: int, resize:
     ``size`` is (height, width), or None to keep the stored size. Raises what Pillow raises
     for an unreadable file.
     """
-    im = _to_channels(_oriented(path), channels)
+    return _fitted(_oriented(path), size, channels, resize)
+
+
+def fit_array(image: np.ndarray, size: tuple[int, int] | None, channels: int, resize: str = "crop"
+              ) -> np.ndarray:
+    """A decoded uint8 ``[h, w, c]`` image (c = 1, 3 or 4) converted and resized as
+    `decode_image` does a file (TFDS examples go through this)."""
+    from PIL import Image
+    image = np.asarray(image, np.uint8)
+    if image.ndim == 3 and image.shape[2] == 1:
+        image = image[:, :, 0]
+    if size in (None, image.shape[:2]) and image.ndim == 3 and image.shape[2] == channels:
+        return image  # already as asked
+    return _fitted(Image.fromarray(image), size, channels, resize)
+
+
+def _fitted(im, size, channels: int, resize: str) -> np.ndarray:
+    im = _to_channels(im, channels)
     if size is not None:
         im = _resized(im, size, resize)
     arr = np.asarray(im, dtype=np.uint8)

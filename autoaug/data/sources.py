@@ -1,4 +1,4 @@
-"""Dataset loaders: every source ends as in-memory numpy arrays.
+"""Dataset loaders: every source ends as numpy arrays, or as streamed `ImageFiles`.
 
 ``load_dataset(source, **options)`` returns a :class:`Dataset` whose images are uint8
 ``[N, H, W, C]`` (C = 1 or 3) and whose labels are int64 ``[N]``. ``source`` is one of
@@ -34,8 +34,13 @@ a ``.npz`` file with ``x_train, y_train, x_test, y_test``
 ``"keras:<name>"``
     ``keras.datasets`` (mnist, fashion_mnist, cifar10, cifar100); downloads on first use.
 ``"tfds:<name>"``
-    TensorFlow Datasets, when ``tensorflow-datasets`` is installed; options ``split_train``,
-    ``split_test`` and ``data_dir``.
+    TensorFlow Datasets, when ``tensorflow-datasets`` is installed (``pip install
+    autoaug[tfds]``); prepared under ``data_dir`` (default ``$TFDS_DATA_DIR`` or
+    ~/tensorflow_datasets) or downloaded there. Options ``split_train`` (default train),
+    ``split_test`` (test, else validation), ``data_dir``, and as for folders ``image_size``,
+    ``resize``, ``channels``, ``in_memory`` and ``memory_limit_gb``. Streamed, each split is
+    written once, an example at a time, to memory-mapped rows in the cache folder (never
+    whole in memory), which the pipeline reads as it reads a folder's ``disk_cache``.
 
 The cache folder is ``$AUTOAUG_CACHE`` or ``~/.cache/autoaug`` (option ``cache_dir``).
 Within a process, each (source, options) is decoded once; the returned arrays are
@@ -56,9 +61,10 @@ from concurrent.futures import ThreadPoolExecutor
 import numpy as np
 
 from .cache import (ARCHIVE_SUFFIXES, array_cache_file, decoded_cache_file, extract_archive, memory_key,
-                    read_arrays, read_json, recall, remember, scan_cache_file, write_arrays, write_json)
+                    read_arrays, read_json, recall, remember, scan_cache_file, tfds_cache_file, write_arrays,
+                    write_json)
 from .dataset import DataError, Dataset
-from .folders import (IMAGE_EXTENSIONS, RESIZE_MODES, Layout, check_image_size, decode_image,
+from .folders import (IMAGE_EXTENSIONS, RESIZE_MODES, Layout, check_image_size, decode_image, fit_array,
                       find_layout, inspect_image, list_split, why_unreadable)
 from .splits import reduced_split, split_indices
 from .stream import ImageFiles
@@ -370,6 +376,15 @@ def _memory_budget(memory_limit_gb: float | None) -> float:
         return 4 * 2**30
 
 
+def _check_decoding(resize: str, channels, in_memory) -> None:
+    if resize not in RESIZE_MODES:
+        raise DataError(f"resize must be one of {', '.join(RESIZE_MODES)}, got {resize!r}")
+    if channels not in (None, 1, 3):
+        raise DataError(f"channels must be 1 (grey) or 3 (RGB), got {channels!r}")
+    if in_memory not in (True, False, "auto"):
+        raise DataError(f"in_memory must be true, false or auto, got {in_memory!r}")
+
+
 def _decode_all(paths, size, channels, resize) -> np.ndarray:
     out = np.empty((len(paths), *size, channels), np.uint8)
     for i, p in enumerate(paths):
@@ -389,12 +404,7 @@ def _load_folder(root: str, cache: bool = True, cache_dir: str | None = None,
                  _label: str | None = None) -> Dataset:
     label = _label or root
     size = check_image_size(image_size)
-    if resize not in RESIZE_MODES:
-        raise DataError(f"resize must be one of {', '.join(RESIZE_MODES)}, got {resize!r}")
-    if channels not in (None, 1, 3):
-        raise DataError(f"channels must be 1 (grey) or 3 (RGB), got {channels!r}")
-    if in_memory not in (True, False, "auto"):
-        raise DataError(f"in_memory must be true, false or auto, got {in_memory!r}")
+    _check_decoding(resize, channels, in_memory)
     if test_fraction is not None and (isinstance(test_fraction, bool) or
                                       not isinstance(test_fraction, (int, float))
                                       or not 0 < test_fraction < 1):
@@ -491,8 +501,16 @@ def _load_keras(name: str, **options) -> Dataset:
     return from_arrays(xtr, ytr, xte, yte, names, name, where=f"keras:{name}")
 
 
-def _load_tfds(name: str, split_train: str = "train", split_test: str = "test",
-               data_dir: str | None = None) -> Dataset:
+def _load_tfds(name: str, split_train: str = "train", split_test: str | None = None,
+               data_dir: str | None = None, image_size=None, resize: str = "crop", channels: int | None = None,
+               in_memory: bool | str = "auto", memory_limit_gb: float | None = None,
+               cache_dir: str | None = None) -> Dataset:
+    """A TensorFlow Datasets dataset (``data_dir``: default ``$TFDS_DATA_DIR`` or
+    ~/tensorflow_datasets). Its examples are converted and resized as image files are; held in
+    memory, or streamed: written once, one example at a time, to memory-mapped ``.npy`` rows in
+    the cache folder, which the pipeline then reads as it reads a folder's decoded-file cache."""
+    size = check_image_size(image_size)
+    _check_decoding(resize, channels, in_memory)
     try:
         import tensorflow_datasets as tfds
     except ImportError:
@@ -501,15 +519,92 @@ def _load_tfds(name: str, split_train: str = "train", split_test: str = "test",
     try:
         builder = tfds.builder(name, data_dir=data_dir)
         builder.download_and_prepare()
-        (xtr, ytr), (xte, yte) = tfds.as_numpy(builder.as_dataset(
-            split=[split_train, split_test], as_supervised=True, batch_size=-1))
-        label = builder.info.features[builder.info.supervised_keys[1]]
-        names = list(label.names) if hasattr(label, "names") else None
+        splits = builder.info.splits
+        split_test = split_test or next((s for s in ("test", "validation") if s in splits), "test")
+        counts = {s: splits[s].num_examples for s in (split_train, split_test)}
+        keys = builder.info.supervised_keys
     except Exception as e:
         msg = str(e).splitlines()[0] if str(e) else type(e).__name__
         raise DataError(f"cannot load tfds:{name} ({msg}); check the name and splits, or "
                         f"without network use a local image folder/.npz") from None
-    return from_arrays(xtr, ytr, xte, yte, names, name, where=f"tfds:{name}")
+    if not keys or len(keys) != 2:
+        raise DataError(f"tfds:{name} has no (image, label) supervised keys; use a classification dataset")
+    image_feature, label_feature = (builder.info.features[k] for k in keys)
+    stored = tuple(getattr(image_feature, "shape", ()) or ())
+    if len(stored) != 3:
+        raise DataError(f"tfds:{name}'s {keys[0]!r} is not an image feature (shape {stored}); "
+                        f"use a dataset of images")
+    if size is None:
+        if None in stored[:2]:
+            raise DataError(f"tfds:{name} images have no one size; set data.image_size (--image-size N) "
+                            f"to resize them on load (data.resize: crop, pad or stretch)")
+        size = stored[:2]
+    channels = channels or (1 if stored[2] == 1 else 3)
+    names = list(label_feature.names) if hasattr(label_feature, "names") else None
+    if in_memory == "auto":
+        in_memory = sum(counts.values()) * size[0] * size[1] * channels <= _memory_budget(memory_limit_gb)
+
+    def examples(split):
+        for image, label in tfds.as_numpy(builder.as_dataset(split=split, as_supervised=True,
+                                                              shuffle_files=False)):
+            yield fit_array(image, size, channels, resize), label
+
+    x, y = {}, {}
+    for split, n in counts.items():
+        if in_memory:
+            x[split], y[split] = np.empty((n, *size, channels), np.uint8), np.empty(n, np.int64)
+            _fill(x[split], y[split], examples(split), f"tfds:{name} {split}")
+        else:
+            path = tfds_cache_file(builder.name, json.dumps([str(builder.data_dir), split, size, channels, resize]),
+                                   cache_dir)
+            rows, y[split] = _tfds_rows(path, (n, *size, channels), lambda split=split: examples(split),
+                                        f"tfds:{name} {split}")
+            x[split] = ImageFiles([f"tfds:{name}/{split}#{i}" for i in range(n)], size, channels, resize, rows)
+    if in_memory:
+        return from_arrays(x[split_train], y[split_train], x[split_test], y[split_test], names, builder.name,
+                           where=f"tfds:{name}")
+    return Dataset(x[split_train], y[split_train], x[split_test], y[split_test],
+                   names or [str(i) for i in range(int(y[split_train].max()) + 1)], builder.name)
+
+
+def _fill(images: np.ndarray, labels: np.ndarray, examples, what: str) -> None:
+    """Write the (image, label) pairs of ``examples`` into the rows of images and labels."""
+    n = 0
+    for n, (image, label) in enumerate(examples, 1):
+        if n > len(labels):
+            break
+        images[n - 1], labels[n - 1] = image, label
+    if n != len(labels):
+        raise DataError(f"{what} yielded {'more' if n > len(labels) else n} examples where its info "
+                        f"counts {len(labels)}; prepare the dataset again")
+
+
+def _tfds_rows(path: str, want: tuple, examples, what: str):
+    """(memory-mapped images, labels) of one split at ``path`` (+ ``.labels.npy``), written
+    first, atomically, one example at a time, unless a complete copy is there already."""
+    from ..files import OutputError, atomic_path
+    labels_path = path[:-len(".npy")] + ".labels.npy"
+    n = want[0]
+    try:
+        rows, labels = np.load(path, mmap_mode="r"), np.load(labels_path)
+        if rows.shape == want and rows.dtype == np.uint8 and labels.shape == (n,):
+            return rows, labels
+    except (OSError, ValueError):
+        pass  # absent or unreadable: write again
+    labels = np.empty(n, np.int64)
+    try:
+        with atomic_path(path) as tmp:
+            out = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.uint8, shape=want)
+            _fill(out, labels, examples(), what)
+            out.flush()
+            del out
+        with atomic_path(labels_path) as tmp:
+            with open(tmp, "wb") as f:
+                np.save(f, labels)
+    except (OSError, OutputError) as e:
+        raise DataError(f"cannot write {what}'s streamed rows to {path} ({e}); set data.in_memory: "
+                        f"true, or $AUTOAUG_CACHE to a writable folder") from None
+    return np.load(path, mmap_mode="r"), labels
 
 
 def _wrap(kind: str, fn, known: tuple[str, ...]):
@@ -519,6 +614,8 @@ def _wrap(kind: str, fn, known: tuple[str, ...]):
     return load
 
 
+TFDS_OPTIONS = ("split_train", "split_test", "data_dir", "image_size", "resize", "channels", "in_memory",
+                "memory_limit_gb", "cache_dir")
 FOLDER_OPTIONS = ("cache", "cache_dir", "test_size", "test_fraction", "seed", "image_size", "resize",
                   "channels", "strict", "in_memory", "memory_limit_gb", "disk_cache")
 _LOADERS = {
@@ -527,7 +624,7 @@ _LOADERS = {
     "folder": _wrap("an image folder", _load_folder, FOLDER_OPTIONS),
     "archive": _wrap("an archive", _load_archive, FOLDER_OPTIONS),
     "keras": _load_keras,
-    "tfds": _wrap("tfds", _load_tfds, ("split_train", "split_test", "data_dir")),
+    "tfds": _wrap("tfds", _load_tfds, TFDS_OPTIONS),
 }
 
 
@@ -535,26 +632,28 @@ def experiment_options(data, source: str) -> dict:
     """The `load_dataset` options that an experiment's ``data`` section sets for ``source``.
 
     The image-folder keys (image_size, resize, channels, strict, in_memory, ...) apply to
-    folders and archives; set on another source they are an error (it is arrays already).
+    folders and archives, the decoding ones (image_size, resize, channels, in_memory,
+    memory_limit_gb) to TFDS too; set on another source they are an error (it is arrays already).
     """
     from ..config import DataConfig
     keys = {"image_size": "image_size", "resize": "resize", "channels": "channels", "strict": "strict",
             "in_memory": "in_memory", "memory_limit_gb": "memory_limit_gb",
-            "test_fraction": "test_fraction", "disk_cache": "disk_cache"}
+            "test_fraction": "test_fraction", "disk_cache": "disk_cache", "data_dir": "tfds_data_dir"}
     defaults = DataConfig()
     try:
         kind = _classify(source)[0]
     except DataError:
         return {}  # load_dataset says what is wrong with the source
-    if kind in ("folder", "archive"):
-        options = {opt: getattr(data, key) for opt, key in keys.items()
-                   if getattr(data, key) != getattr(defaults, key)}
-        return options
-    for key in keys:
-        if getattr(data, key) != getattr(defaults, key) and not (key == "in_memory" and data.in_memory is True):
-            raise DataError(f"data.{key} applies to image folders and their archives; {data.source} "
-                            f"is loaded as arrays: remove data.{key}")
-    return {}
+    tfds_keys = {opt: key for opt, key in keys.items() if opt in TFDS_OPTIONS}
+    allowed = ({o: k for o, k in keys.items() if o != "data_dir"} if kind in ("folder", "archive")
+               else tfds_keys if kind == "tfds" else {})
+    for opt, key in keys.items():
+        if opt not in allowed and getattr(data, key) != getattr(defaults, key) \
+                and not (key == "in_memory" and data.in_memory is True):
+            where = ("TFDS datasets" if opt == "data_dir" else "image folders, their archives"
+                     f"{' and TFDS datasets' if opt in tfds_keys else ''}")
+            raise DataError(f"data.{key} applies to {where}, not to {data.source}: remove data.{key}")
+    return {opt: getattr(data, key) for opt, key in allowed.items() if getattr(data, key) != getattr(defaults, key)}
 
 
 def load_experiment_data(exp) -> tuple[Dataset, tuple]:
