@@ -284,6 +284,8 @@ class Tracker:
             self.client.log_metric(self.parent_id, "best_val_accuracy", float(best["val_accuracy"]))
         for name, fig in (figures or {}).items():
             self.client.log_figure(self.parent_id, fig, f"plots/{name}.png")
+            import matplotlib.pyplot as plt
+            plt.close(fig)  # pyplot keeps every figure until closed: a long process would pile them up
         self.client.set_tag(self.parent_id, "mlflow.note.content", self.summary_markdown())
         if done:
             self.client.set_terminated(self.parent_id, "FINISHED")

@@ -160,6 +160,8 @@ def schedule_plot(pbt, path: Path) -> None:
     study = optuna.load_study(study_name=pbt.name, storage=pbt_driver.make_storage(pbt.storage, must_exist=True))
     fig = pbt_driver.schedule_figure(*pbt_driver.lineages(study))
     fig.savefig(path, dpi=110)
+    import matplotlib.pyplot as plt
+    plt.close(fig)
     log(f"wrote {path}")
 
 
