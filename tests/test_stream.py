@@ -8,13 +8,9 @@ from autoaug import builtin, data
 from autoaug.data import load_dataset
 from autoaug.data.stream import ImageFiles
 
+pytestmark = pytest.mark.usefixtures("fresh_data_cache")
 
-@pytest.fixture(autouse=True)
-def cache(tmp_path, monkeypatch):
-    monkeypatch.setenv("AUTOAUG_CACHE", str(tmp_path / "cache"))
-    data.clear_cache()
-    yield
-    data.clear_cache()
+
 
 
 @pytest.fixture

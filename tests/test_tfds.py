@@ -8,6 +8,7 @@ tfds = pytest.importorskip("tensorflow_datasets")
 from autoaug import builtin, data  # noqa: E402
 from autoaug.data import DataError, ImageFiles, load_dataset  # noqa: E402
 
+pytestmark = pytest.mark.usefixtures("fresh_data_cache")
 SIZES = np.random.default_rng(0).integers(20, 60, size=(60, 2))
 
 
@@ -62,12 +63,6 @@ def tfds_dir(tmp_path_factory):
     return root
 
 
-@pytest.fixture(autouse=True)
-def cache(tmp_path, monkeypatch):
-    monkeypatch.setenv("AUTOAUG_CACHE", str(tmp_path / "cache"))
-    data.clear_cache()
-    yield
-    data.clear_cache()
 
 
 def test_one_size_dataset_loads_its_examples_in_memory(tfds_dir):
