@@ -1,0 +1,97 @@
+#!/usr/bin/env python
+"""Proxy fidelity from finished full trainings: can the search's score rank policies?
+
+When the proxy is the target training itself (``experiments/cifar10_reduced.yaml``: the same
+model, schedule and split, every trial with seed 0), a policy's search score *is* the validation
+accuracy of its seed-0 full training. So the runs that `autoaug evaluate` or the benchmarks have
+finished give each policy's proxy score and its test accuracy without any new training. This
+prints, per policy, the score and the test mean, and two Spearman correlations with 95% intervals
+(Fisher z, standard error 1.03 / sqrt(n - 3)):
+
+- *all*: seed-0 validation against the mean test accuracy over every seed;
+- *independent luck*: for the policies trained with other seeds too, seed-0 validation against
+  the mean test accuracy of those other seeds, so that the two share no training run.
+
+Rows are grouped by ``policy_hash`` (the same name in two files may be two policies); ``--where
+col=value`` keeps matching rows only (e.g. ``epochs=20``); a file's rows can be named with a
+prefix: ``FILE:prefix``.
+
+    .venv/bin/python scripts/proxy_fidelity.py docs/bench_policies.csv \\
+        docs/bench_policies_random_light.csv:light- --where epochs=20
+"""
+from __future__ import annotations
+
+import argparse
+import csv
+import math
+import statistics
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from autoaug.stats import spearman  # noqa: E402
+
+
+def read_rows(specs: list[str], where: list[str]) -> dict:
+    """policy_hash -> {"name": ..., "val": {seed: acc}, "test": {seed: acc}}."""
+    filters = [w.split("=", 1) for w in where]
+    policies: dict = {}
+    for spec in specs:
+        path, _, prefix = spec.partition(":")
+        with open(path, newline="") as f:
+            for row in csv.DictReader(f):
+                if any(row.get(k) != v for k, v in filters):
+                    continue
+                p = policies.setdefault(row["policy_hash"], {"name": prefix + row["policy"], "val": {}, "test": {}})
+                seed = int(row["seed"])
+                p["val"][seed], p["test"][seed] = float(row["val_accuracy"]), float(row["test_accuracy"])
+    return policies
+
+
+def interval(r: float, n: int) -> tuple[float, float]:
+    if n <= 3 or not math.isfinite(r) or abs(r) >= 1:
+        return (math.nan, math.nan)
+    z, half = math.atanh(r), 1.96 * 1.03 / math.sqrt(n - 3)
+    return (math.tanh(z - half), math.tanh(z + half))
+
+
+def line(what: str, scores: list[float], tests: list[float]) -> str:
+    r = spearman(scores, tests)
+    lo, hi = interval(r, len(scores))
+    return f"{what}: Spearman {r:+.2f} [{lo:+.2f}, {hi:+.2f}] (95% CI) over {len(scores)} policies"
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("csvs", nargs="+", help="evaluate-style CSVs (policy, seed, val_accuracy, test_accuracy, "
+                                            "policy_hash), each optionally FILE:prefix")
+    ap.add_argument("--where", action="append", default=[], metavar="COL=VALUE")
+    ap.add_argument("--seed", type=int, default=0, help="the seed whose validation is the proxy's score")
+    args = ap.parse_args(argv)
+    try:
+        policies = read_rows(args.csvs, args.where)
+    except (OSError, KeyError, ValueError) as e:
+        print(f"proxy_fidelity: cannot read the CSVs ({type(e).__name__}: {e})", file=sys.stderr)
+        return 2
+    scored = {h: p for h, p in policies.items() if args.seed in p["val"]}
+    if len(scored) < 3:
+        print(f"proxy_fidelity: {len(scored)} policies have a seed-{args.seed} run; 3 or more are needed",
+              file=sys.stderr)
+        return 2
+    rows = sorted(scored.values(), key=lambda p: -p["val"][args.seed])
+    print(f"{'policy':40s} {'proxy (val, seed ' + str(args.seed) + ')':>22s} {'test mean':>10s} {'n':>3s} "
+          f"{'test, other seeds':>18s}")
+    for p in rows:
+        others = [t for s, t in p["test"].items() if s != args.seed]
+        other = f"{100 * statistics.mean(others):.2f} ({len(others)})" if others else "-"
+        print(f"{p['name'][:40]:40s} {100 * p['val'][args.seed]:22.2f} {100 * statistics.mean(p['test'].values()):10.2f} "
+              f"{len(p['test']):3d} {other:>18s}")
+    print(line("all", [p["val"][args.seed] for p in rows], [statistics.mean(p["test"].values()) for p in rows]))
+    indep = [p for p in rows if any(s != args.seed for s in p["test"])]
+    print(line("independent luck", [p["val"][args.seed] for p in indep],
+               [statistics.mean(t for s, t in p["test"].items() if s != args.seed) for p in indep]))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
