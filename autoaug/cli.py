@@ -359,6 +359,16 @@ def image_size_flag(parser) -> None:
                              "crop|pad|stretch chooses how)")
 
 
+def experiment_flags(parser, quiet: str, runs: str) -> None:
+    """The flags of every command that loads an experiment and trains with it."""
+    image_size_flag(parser)
+    parser.add_argument("--set", action="append", metavar="KEY.PATH=VALUE", help="override any config key")
+    parser.add_argument("--quiet", action="store_true", help=quiet)
+    parser.add_argument("--allow-forbidden-ops", action="store_true",
+                        help=f"run {runs} as written, even with ops that change the dataset's labels "
+                             "(data.forbidden_ops)")
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="autoaug", description="Search data-augmentation policies.")
     sub = p.add_subparsers(dest="command", required=True)
@@ -371,11 +381,7 @@ def build_parser() -> argparse.ArgumentParser:
         s.add_argument("--study-name")
         s.add_argument("--seed", type=int)
         s.add_argument("--driver", choices=["optuna", "kerastuner", "pbt"])
-        image_size_flag(s)
-        s.add_argument("--set", action="append", metavar="KEY.PATH=VALUE", help="override any config key")
-        s.add_argument("--quiet", action="store_true", help="no progress bar")
-        s.add_argument("--allow-forbidden-ops", action="store_true",
-                       help="run the baselines as written, even with ops that change the dataset's labels (data.forbidden_ops)")
+        experiment_flags(s, "no progress bar", "the baselines")
 
     s = sub.add_parser("search", help="run or resume a policy search")
     search_flags(s)
@@ -431,13 +437,9 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--seed", type=int)
     t.add_argument("--n-train", help="training images (null = all but the validation set)")
     t.add_argument("--n-val", type=int)
-    image_size_flag(t)
     t.add_argument("--tracking-uri")
     t.add_argument("--mlflow-experiment", default="autoaug-train")
-    t.add_argument("--set", action="append", metavar="KEY.PATH=VALUE")
-    t.add_argument("--quiet", action="store_true")
-    t.add_argument("--allow-forbidden-ops", action="store_true",
-                   help="run the policy as written, even with ops that change the dataset's labels (data.forbidden_ops)")
+    experiment_flags(t, "no training progress", "the policy")
     t.set_defaults(fn=cmd_train)
 
     e = sub.add_parser("evaluate", help="train policies x seeds (paired by seed), test accuracy with 95%% intervals")
@@ -453,11 +455,7 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--reference", help="the policy gaps are measured to (default: the best baseline)")
     e.add_argument("--csv", help="resumable CSV of finished runs (default runs/evaluate/<study>.csv)")
     e.add_argument("--tracking-uri")
-    image_size_flag(e)
-    e.add_argument("--set", action="append", metavar="KEY.PATH=VALUE", help="override any config key")
-    e.add_argument("--quiet", action="store_true")
-    e.add_argument("--allow-forbidden-ops", action="store_true",
-                   help="run the policies as written, even with ops that change the dataset's labels (data.forbidden_ops)")
+    experiment_flags(e, "no progress lines", "the policies")
     e.set_defaults(fn=cmd_evaluate)
 
     u = sub.add_parser("ui", help="start the MLflow UI for a tracking store (127.0.0.1 by default)")

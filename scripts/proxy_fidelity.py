@@ -16,8 +16,17 @@ Rows are grouped by ``policy_hash`` (the same name in two files may be two polic
 col=value`` keeps matching rows only (e.g. ``epochs=20``); a file's rows can be named with a
 prefix: ``FILE:prefix``.
 
+``--density EXPERIMENT`` adds a third proxy, density matching: the experiment's K fold models
+(trained once, or reused from the cache) score every policy that ``--policy NAME=SOURCE`` names
+(``load_policy``'s sources: a built-in, a JSON file; or ``random:SPACE:SEED``, a draw from a
+space), or a built-in of the CSV's name; the policy must have the CSV row's hash. The density
+scores are then ranked against the test means of every seed.
+
     .venv/bin/python scripts/proxy_fidelity.py docs/bench_policies.csv \\
         docs/bench_policies_random_light.csv:light- --where epochs=20
+    .venv/bin/python scripts/proxy_fidelity.py ... --density experiments/cifar10_reduced_dm.yaml \
+        --policy searched=runs/bench_policies/searched/policy.json \
+        --policy random-1=random:search_spaces/autoaugment.yaml:1001 ...
 """
 from __future__ import annotations
 
@@ -61,12 +70,44 @@ def line(what: str, scores: list[float], tests: list[float]) -> str:
     return f"{what}: Spearman {r:+.2f} [{lo:+.2f}, {hi:+.2f}] (95% CI) over {len(scores)} policies"
 
 
+def density_scores(experiment: str, named: dict, policies: dict) -> dict:
+    """policy_hash -> density-matching accuracy, for the policies that can be rebuilt."""
+    from autoaug import load_policy
+    from autoaug.config import load_experiment
+    from autoaug.data.sources import load_experiment_data
+    from autoaug.search import load_space
+    from autoaug.search.density import DensityEvaluator
+    exp = load_experiment(experiment)
+    ds, arrays = load_experiment_data(exp)
+    evaluator = DensityEvaluator(exp, arrays, ds.num_classes).prepare()
+    scores = {}
+    for digest, p in policies.items():
+        source = named.get(p["name"], p["name"])
+        try:
+            if source.startswith("random:"):
+                space, _, seed = source[len("random:"):].rpartition(":")
+                policy = load_space(space).random_policy(int(seed))
+            else:
+                policy = load_policy(source)
+        except Exception as e:  # noqa: BLE001 - a policy that cannot be rebuilt is reported and skipped
+            print(f"density: {p['name']}: cannot rebuild it from {source!r} ({e}); skipped")
+            continue
+        if policy.digest() != digest:
+            print(f"density: {p['name']}: {source!r} has hash {policy.digest()}, the CSV {digest}; skipped")
+            continue
+        scores[digest] = evaluator.score(policy).accuracy
+    return scores
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("csvs", nargs="+", help="evaluate-style CSVs (policy, seed, val_accuracy, test_accuracy, "
                                             "policy_hash), each optionally FILE:prefix")
     ap.add_argument("--where", action="append", default=[], metavar="COL=VALUE")
     ap.add_argument("--seed", type=int, default=0, help="the seed whose validation is the proxy's score")
+    ap.add_argument("--density", metavar="EXPERIMENT", help="also score the policies by density matching")
+    ap.add_argument("--policy", action="append", default=[], metavar="NAME=SOURCE",
+                    help="where --density finds the CSV's policy NAME")
     args = ap.parse_args(argv)
     try:
         policies = read_rows(args.csvs, args.where)
@@ -90,6 +131,16 @@ def main(argv=None) -> int:
     indep = [p for p in rows if any(s != args.seed for s in p["test"])]
     print(line("independent luck", [p["val"][args.seed] for p in indep],
                [statistics.mean(t for s, t in p["test"].items() if s != args.seed) for p in indep]))
+    if args.density:
+        named = dict(spec.split("=", 1) for spec in args.policy)
+        scores = density_scores(args.density, named, scored)
+        by_score = sorted(scores, key=lambda h: -scores[h])
+        print(f"\n{'policy':40s} {'density matching':>22s} {'test mean':>10s}")
+        for h in by_score:
+            print(f"{scored[h]['name'][:40]:40s} {100 * scores[h]:22.2f} "
+                  f"{100 * statistics.mean(scored[h]['test'].values()):10.2f}")
+        print(line("density matching", [scores[h] for h in by_score],
+                   [statistics.mean(scored[h]["test"].values()) for h in by_score]))
     return 0
 
 
