@@ -10,7 +10,10 @@ prints, per policy, the score and the test mean, and two Spearman correlations w
 
 - *all*: seed-0 validation against the mean test accuracy over every seed;
 - *independent luck*: for the policies trained with other seeds too, seed-0 validation against
-  the mean test accuracy of those other seeds, so that the two share no training run.
+  the mean test accuracy of those other seeds, so that the two share no training run;
+- *top K*: over the ``--top`` policies best on test only, the ones a search has to choose
+  between once it has found the right region (a proxy can rank a wide range of policies and
+  still invert the best few).
 
 Rows are grouped by ``policy_hash`` (the same name in two files may be two policies); ``--where
 col=value`` keeps matching rows only (e.g. ``epochs=20``); a file's rows can be named with a
@@ -33,10 +36,12 @@ from __future__ import annotations
 import argparse
 import csv
 import math
+import os
 import statistics
 import sys
 from pathlib import Path
 
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from autoaug.stats import spearman  # noqa: E402
 
@@ -68,6 +73,13 @@ def line(what: str, scores: list[float], tests: list[float]) -> str:
     r = spearman(scores, tests)
     lo, hi = interval(r, len(scores))
     return f"{what}: Spearman {r:+.2f} [{lo:+.2f}, {hi:+.2f}] (95% CI) over {len(scores)} policies"
+
+
+def lines(what: str, scores: list[float], tests: list[float], top: int) -> list[str]:
+    """The Spearman line over all the policies, then over the `top` best on test."""
+    best = sorted(range(len(tests)), key=lambda i: -tests[i])[:top]
+    return [line(what, scores, tests),
+            line(f"{what}, top {len(best)} on test", [scores[i] for i in best], [tests[i] for i in best])]
 
 
 def density_scores(experiment: str, named: dict, policies: dict) -> dict:
@@ -105,6 +117,7 @@ def main(argv=None) -> int:
                                             "policy_hash), each optionally FILE:prefix")
     ap.add_argument("--where", action="append", default=[], metavar="COL=VALUE")
     ap.add_argument("--seed", type=int, default=0, help="the seed whose validation is the proxy's score")
+    ap.add_argument("--top", type=int, default=6, help="also rank only the K policies best on test (default 6)")
     ap.add_argument("--density", metavar="EXPERIMENT", help="also score the policies by density matching")
     ap.add_argument("--policy", action="append", default=[], metavar="NAME=SOURCE",
                     help="where --density finds the CSV's policy NAME")
@@ -127,7 +140,8 @@ def main(argv=None) -> int:
         other = f"{100 * statistics.mean(others):.2f} ({len(others)})" if others else "-"
         print(f"{p['name'][:40]:40s} {100 * p['val'][args.seed]:22.2f} {100 * statistics.mean(p['test'].values()):10.2f} "
               f"{len(p['test']):3d} {other:>18s}")
-    print(line("all", [p["val"][args.seed] for p in rows], [statistics.mean(p["test"].values()) for p in rows]))
+    print(*lines("all", [p["val"][args.seed] for p in rows], [statistics.mean(p["test"].values()) for p in rows],
+                 args.top), sep="\n")
     indep = [p for p in rows if any(s != args.seed for s in p["test"])]
     print(line("independent luck", [p["val"][args.seed] for p in indep],
                [statistics.mean(t for s, t in p["test"].items() if s != args.seed) for p in indep]))
@@ -139,8 +153,8 @@ def main(argv=None) -> int:
         for h in by_score:
             print(f"{scored[h]['name'][:40]:40s} {100 * scores[h]:22.2f} "
                   f"{100 * statistics.mean(scored[h]['test'].values()):10.2f}")
-        print(line("density matching", [scores[h] for h in by_score],
-                   [statistics.mean(scored[h]["test"].values()) for h in by_score]))
+        print(*lines("density matching", [scores[h] for h in by_score],
+                     [statistics.mean(scored[h]["test"].values()) for h in by_score], args.top), sep="\n")
     return 0
 
 
