@@ -20,16 +20,9 @@ import os
 import signal
 import sys
 
+from . import signals
+
 OK, INTERNAL_ERROR, USER_ERROR = 0, 1, 2
-EXIT_SIGNAL = {signal.SIGINT: 130, signal.SIGTERM: 143}
-
-
-class Interrupted(KeyboardInterrupt):
-    """SIGINT or SIGTERM, raised where the program is, so that it cleans up on its way out."""
-
-    def __init__(self, signum: int):
-        super().__init__(signal.Signals(signum).name)
-        self.signum = signum
 
 
 def _user_errors():
@@ -469,33 +462,11 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-def _on_signal(signum, frame):
-    """First SIGINT/SIGTERM: raise `Interrupted` where the program is (it cleans up on its way
-    out); a second one while it does: stop at once."""
-    if getattr(_on_signal, "fired", False):
-        os.write(2, b"autoaug: stopped at once\n")
-        os._exit(EXIT_SIGNAL.get(signum, 130))
-    _on_signal.fired = True
-    raise Interrupted(signum)
-
-
-def _install_signal_handlers() -> dict:
-    """SIGINT and SIGTERM -> `_on_signal`; the handlers they replace (to restore)."""
-    _on_signal.fired = False
-    previous = {}
-    try:
-        for sig in EXIT_SIGNAL:
-            previous[sig] = signal.signal(sig, _on_signal)
-    except ValueError:  # not the main thread: leave signals alone
-        pass
-    return previous
-
-
 class _OneLineOptunaLog:
     """Optuna's 'Trial N failed' warnings without their tracebacks (the reason is recorded)."""
 
     def filter(self, record) -> bool:
-        if getattr(_on_signal, "fired", False):  # stopping: the one line is ours
+        if signals.pending() is not None:  # stopping: the one line is ours
             return False
         record.exc_info, record.exc_text = None, None
         return True
@@ -511,19 +482,21 @@ def main(argv=None) -> int:
         import logging
         for name in ("optuna.study._optimize", "optuna.study._tell"):  # where it logs them
             logging.getLogger(name).addFilter(_OneLineOptunaLog())
-    previous = _install_signal_handlers()
+    previous = signals.install()
     try:
         return args.fn(args)
-    except KeyboardInterrupt as e:
-        signum = getattr(e, "signum", signal.SIGINT)
-        done = (": the running trial ended FAILED (interrupted) and is queued again; every MLflow run "
-                "is closed; run the same command to resume" if args.command in ("search", "worker") else "")
-        print(f"\nautoaug: interrupted by {signal.Signals(signum).name}{done}", file=sys.stderr)
-        return EXIT_SIGNAL.get(signum, 130)
-    except _user_errors() as e:
-        print(f"autoaug: error: {e}", file=sys.stderr)
-        return USER_ERROR
-    except Exception as e:
+    except BaseException as e:
+        if signals.as_interrupt(e) is not None:
+            signum = getattr(e, "signum", None) or signals.pending() or signal.SIGINT
+            done = (": the running trial ended FAILED (interrupted) and is queued again; every MLflow run "
+                    "is closed; run the same command to resume" if args.command in ("search", "worker") else "")
+            print(f"\nautoaug: interrupted by {signal.Signals(signum).name}{done}", file=sys.stderr)
+            return signals.EXIT_SIGNAL.get(signum, 130)
+        if isinstance(e, _user_errors()):
+            print(f"autoaug: error: {e}", file=sys.stderr)
+            return USER_ERROR
+        if not isinstance(e, Exception):
+            raise
         if verbose:
             import traceback
             traceback.print_exc()
@@ -532,9 +505,7 @@ def main(argv=None) -> int:
               + ("" if verbose else " (rerun with --verbose for the traceback)"), file=sys.stderr)
         return INTERNAL_ERROR
     finally:
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
-
+        signals.restore(previous)
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -51,14 +51,15 @@ def test_a_signal_fails_the_trial_requeues_it_and_a_resume_completes(tmp_path, s
 
     study = optuna.load_study(study_name="stop", storage=make_storage(f"journal:{journal}"))
     first = study.trials[0]
-    assert first.state == TrialState.FAIL and first.user_attrs["fail_reason"] == "interrupted"
+    trials = [(t.state, t.user_attrs) for t in study.trials]
+    assert first.state == TrialState.FAIL and first.user_attrs["fail_reason"] == "interrupted", (trials, err[-3000:])
     queued = [t for t in study.trials if t.state == TrialState.WAITING]
-    assert [t.user_attrs.get("baseline") for t in queued] == ["none"]  # the baseline runs again
+    assert [t.user_attrs.get("baseline") for t in queued] == ["none"], trials  # the baseline runs again
     client = MlflowClient(f"sqlite:///{tmp_path}/mlflow.db")
     runs = client.search_runs([client.get_experiment_by_name("stop").experiment_id])
-    assert not [r for r in runs if r.info.status == "RUNNING"]
+    assert not [r for r in runs if r.info.status == "RUNNING"], err[-3000:]
     failed = [r for r in runs if r.data.tags.get("autoaug.role") == "trial"]
-    assert [r.data.tags["autoaug.fail_reason"] for r in failed] == ["interrupted"]
+    assert [r.data.tags.get("autoaug.fail_reason") for r in failed] == ["interrupted"], err[-3000:]
 
     resume = subprocess.run(cli("search", base + ["training.epochs=1"]), cwd=tmp_path, capture_output=True,
                             text=True, timeout=600, env={**os.environ, "AUTOAUG_CACHE": str(tmp_path / "cache")})
@@ -79,8 +80,41 @@ def test_a_second_ctrl_c_stops_at_once(tmp_path):
     os.kill(proc.pid, signal.SIGINT)
     start = time.monotonic()
     _, err = proc.communicate(timeout=60)
-    assert proc.returncode == 130 and time.monotonic() - start < 30
+    assert proc.returncode == 130 and time.monotonic() - start < 30, err[-3000:]
     assert "Traceback" not in err
+
+
+def test_a_signal_that_c_code_turns_into_another_error_still_stops_the_search(tmp_path, monkeypatch, capfd):
+    # The signal's exception raised inside C code that calls back into Python (TensorFlow's tape
+    # imports modules from C) comes out as a SystemError; it must stop the search, not fail one
+    # trial and go on to the next.
+    import autoaug.train
+    from autoaug import cli as cli_module
+
+    calls = []
+
+    def interrupted_in_c(*args, **kwargs):
+        calls.append(1)
+        if len(calls) > 1:
+            raise AssertionError("the search went on to another trial after the signal")
+        try:
+            os.kill(os.getpid(), signal.SIGINT)
+            time.sleep(5)  # the handler raises here
+        except KeyboardInterrupt as e:
+            raise SystemError("<built-in function __import__> returned a result with an exception set") from e
+        raise AssertionError("no signal")
+
+    monkeypatch.setattr(autoaug.train, "train_model", interrupted_in_c)
+    monkeypatch.setenv("AUTOAUG_CACHE", str(tmp_path / "cache"))
+    journal = tmp_path / "c.journal"
+    argv = cli("search", tiny_overrides(tmp_path, name="inc", n_trials=2, baselines="[none]",
+                                        storage=f"journal:{journal}"))[3:]
+    assert cli_module.main(argv) == 130
+    err = capfd.readouterr().err
+    assert err.strip().splitlines()[-1].startswith("autoaug: interrupted by SIGINT"), err[-3000:]
+    study = optuna.load_study(study_name="inc", storage=make_storage(f"journal:{journal}"))
+    assert [(t.state, t.user_attrs.get("fail_reason")) for t in study.trials] == [
+        (TrialState.FAIL, "interrupted"), (TrialState.WAITING, None)]  # stopped, and queued again
 
 
 def test_an_internal_failure_is_one_line_and_exit_1(monkeypatch, capfd):

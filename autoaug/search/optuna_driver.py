@@ -29,6 +29,7 @@ from optuna.trial import TrialState
 
 from ..config import ConfigError, DriverConfig, Experiment
 from ..policy import Policy
+from ..signals import as_interrupt
 from ..tracking import TrialRecord, redact
 from .study import INTERRUPTED, StudyContext, failure_reason
 
@@ -365,11 +366,12 @@ def run(ctx: StudyContext, progress: bool = True) -> tuple[dict, bool]:
             outcome = ctx.run_trial(trial.number, policy, trial.params, report=report,
                                     pruned=optuna.TrialPruned, baseline=baseline,
                                     on_start=lambda run_id: trial.set_user_attr("mlflow_run_id", run_id))
-        except optuna.TrialPruned:
-            raise
-        except (Exception, KeyboardInterrupt) as e:
+        except BaseException as e:
+            stop = as_interrupt(e)
+            if stop is None and isinstance(e, optuna.TrialPruned):
+                raise
             trial.set_user_attr("fail_reason", failure_reason(e))
-            raise
+            raise e if stop is None else stop
         for name, values in outcome.scores.items():  # per fold / per class: for `best --top N`
             trial.set_user_attr(name, [None if math.isnan(v) else v for v in values])
         return outcome.value
@@ -381,9 +383,12 @@ def run(ctx: StudyContext, progress: bool = True) -> tuple[dict, bool]:
             study.optimize(objective, n_trials=remaining, catch=(Exception,),
                            callbacks=[_CloseOrphanRuns(ctx), optuna.study.MaxTrialsCallback(target, states=ALIVE)],
                            show_progress_bar=progress, gc_after_trial=True)
-        except KeyboardInterrupt:
+        except BaseException as e:
+            stop = as_interrupt(e)
+            if stop is None:
+                raise
             ctx.others_running = requeue_interrupted(study, storage_kind(exp.storage) in ("journal", "rdb"))
-            raise
+            raise stop
     still_running = bool(study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)))
     return figures(study), not still_running
 

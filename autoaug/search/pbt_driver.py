@@ -38,6 +38,7 @@ from optuna.trial import TrialState
 
 from ..config import ConfigError, Experiment
 from ..policy import Policy
+from ..signals import as_interrupt
 from ..tracking import TrialRecord
 from .optuna_driver import (KILLED, PARENT_ATTR, PARENT_WAIT_S, WORKER_ATTR, enqueue_baselines, make_storage,
                             recover_killed_trials, storage_kind, worker_id)
@@ -461,13 +462,16 @@ class _Worker:
                     self._segment(t, segments)
                 else:
                     self._baseline(t)
-        except KeyboardInterrupt:
+        except BaseException as e:
+            stop = as_interrupt(e)
+            if stop is None:
+                raise
             _fail(self.study, t, INTERRUPTED, requeue=True)
             running = self.study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
             self.ctx.others_running = bool(running)
             if not running:  # nobody trains the members any more: their runs stop with the study
                 self.ctx.tracker.stop_runs(self.runs)
-            raise
+            raise stop
         return True
 
     # ------------------------------------------------------------------ trials

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 from ..config import Experiment
+from ..signals import as_interrupt
 from ..tracking import records_frame
 from .freeze import best_by_policy
 from .selection import select
@@ -58,10 +59,13 @@ def run_search(exp: Experiment, progress: bool = True, log=None, allow_forbidden
             head, mean, _ = ranked
             best = {"trial": head.number, "run_id": head.run_id, "val_accuracy": mean}
         ctx.finish(best, figures, complete)
-    except KeyboardInterrupt:  # SIGINT/SIGTERM: no MLflow run of ours is left RUNNING
+    except BaseException as e:  # SIGINT/SIGTERM: no MLflow run of ours is left RUNNING
+        stop = as_interrupt(e)
+        if stop is None:
+            raise
         try:
             ctx.interrupted()
         except Exception:  # a store that went away: the interrupt still wins
             pass
-        raise
+        raise stop
     return ctx, records_frame(records)

@@ -17,6 +17,7 @@ from ..data import load_experiment_data
 from ..labels import forbidden_ops, policy_for
 from ..policy import Policy, builtin
 from ..quiet import one_line
+from ..signals import as_interrupt
 from .space import SearchSpace, load_space
 
 
@@ -25,7 +26,7 @@ INTERRUPTED = "interrupted"  # the fail reason of a trial stopped by SIGINT or S
 
 def failure_reason(e: BaseException) -> str:
     """One line: the exception type and what its message says went wrong."""
-    if isinstance(e, KeyboardInterrupt):
+    if as_interrupt(e) is not None:
         return INTERRUPTED
     return one_line(e)
 
@@ -152,15 +153,16 @@ class StudyContext:
                          "best_val_accuracy": result.best_val_accuracy, "train_s": result.seconds,
                          "augment_images_per_sec": result.augment_images_per_sec}
         except BaseException as e:
-            state = "pruned" if pruned and isinstance(e, pruned) else "failed"
+            stop = as_interrupt(e)  # Ctrl-C or SIGTERM: the run is closed, then we stop
+            state = "pruned" if pruned and isinstance(e, pruned) and stop is None else "failed"
             reason = None if state == "pruned" else failure_reason(e)
-            if isinstance(e, KeyboardInterrupt):  # Ctrl-C or SIGTERM: the run is closed, then we stop
-                reason = INTERRUPTED
             seconds = time.perf_counter() - start
             self.tracker.end_trial(run_id, state, {"duration_s": seconds}, reason=reason)
             self.open_runs.discard(run_id)
             self.outcomes.append(TrialOutcome(number, state, None, policy, run_id, seconds, baseline, reason))
             self._say(self.outcomes[-1], seed)
+            if stop is not None:
+                raise stop
             raise
         seconds = time.perf_counter() - start
         value = float(final["val_accuracy_final"])
