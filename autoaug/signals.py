@@ -9,6 +9,7 @@ interrupt it is, instead of failing one trial and going on.
 """
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 
@@ -62,3 +63,16 @@ def as_interrupt(e: BaseException) -> KeyboardInterrupt | None:
     if isinstance(e, KeyboardInterrupt):
         return e
     return Interrupted(_pending) if _pending is not None else None
+
+
+@contextlib.contextmanager
+def on_interrupt(cleanup):
+    """When an interrupt (see `as_interrupt`) leaves the block: ``cleanup()``, then raise it."""
+    try:
+        yield
+    except BaseException as e:
+        stop = as_interrupt(e)
+        if stop is None:
+            raise
+        cleanup()
+        raise stop

@@ -29,7 +29,7 @@ from optuna.trial import TrialState
 
 from ..config import ConfigError, DriverConfig, Experiment
 from ..policy import Policy
-from ..signals import as_interrupt
+from ..signals import as_interrupt, on_interrupt
 from ..tracking import TrialRecord, redact
 from .study import INTERRUPTED, StudyContext, failure_reason
 
@@ -378,17 +378,14 @@ def run(ctx: StudyContext, progress: bool = True) -> tuple[dict, bool]:
 
     remaining = target - claimed(study)  # failed trials count as tried: run again to top up
     if remaining > 0:
+        def requeue():
+            ctx.others_running = requeue_interrupted(study, storage_kind(exp.storage) in ("journal", "rdb"))
+
         # Stop once the study has its target in every worker's trials, not only this one's.
-        try:
+        with on_interrupt(requeue):
             study.optimize(objective, n_trials=remaining, catch=(Exception,),
                            callbacks=[_CloseOrphanRuns(ctx), optuna.study.MaxTrialsCallback(target, states=ALIVE)],
                            show_progress_bar=progress, gc_after_trial=True)
-        except BaseException as e:
-            stop = as_interrupt(e)
-            if stop is None:
-                raise
-            ctx.others_running = requeue_interrupted(study, storage_kind(exp.storage) in ("journal", "rdb"))
-            raise stop
     still_running = bool(study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)))
     return figures(study), not still_running
 

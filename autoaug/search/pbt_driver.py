@@ -38,7 +38,7 @@ from optuna.trial import TrialState
 
 from ..config import ConfigError, Experiment
 from ..policy import Policy
-from ..signals import as_interrupt
+from ..signals import on_interrupt
 from ..tracking import TrialRecord
 from .optuna_driver import (KILLED, PARENT_ATTR, PARENT_WAIT_S, WORKER_ATTR, enqueue_baselines, make_storage,
                             recover_killed_trials, storage_kind, worker_id)
@@ -456,22 +456,18 @@ class _Worker:
             _fail(self.study, t, "duplicate: already done", requeue=False)
             return True
         from optuna.storages._heartbeat import get_heartbeat_thread
-        try:
-            with get_heartbeat_thread(t._trial_id, self.study._storage):
-                if MEMBER in t.user_attrs:
-                    self._segment(t, segments)
-                else:
-                    self._baseline(t)
-        except BaseException as e:
-            stop = as_interrupt(e)
-            if stop is None:
-                raise
+
+        def requeue():
             _fail(self.study, t, INTERRUPTED, requeue=True)
             running = self.study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
             self.ctx.others_running = bool(running)
             if not running:  # nobody trains the members any more: their runs stop with the study
                 self.ctx.tracker.stop_runs(self.runs)
-            raise stop
+        with on_interrupt(requeue), get_heartbeat_thread(t._trial_id, self.study._storage):
+            if MEMBER in t.user_attrs:
+                self._segment(t, segments)
+            else:
+                self._baseline(t)
         return True
 
     # ------------------------------------------------------------------ trials

@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from ..config import Experiment
-from ..signals import as_interrupt
+from ..signals import on_interrupt
 from ..tracking import records_frame
 from .freeze import best_by_policy
 from .selection import select
@@ -46,7 +46,13 @@ def run_search(exp: Experiment, progress: bool = True, log=None, allow_forbidden
         from . import pbt_driver as driver
     else:
         from . import kerastuner_driver as driver
-    try:
+
+    def close_runs():  # SIGINT/SIGTERM: no MLflow run of ours is left RUNNING
+        try:
+            ctx.interrupted()
+        except Exception:  # a store that went away: the interrupt still wins
+            pass
+    with on_interrupt(close_runs):
         figures, complete = driver.run(ctx, progress=progress)
         selection = select(ctx, log=log) if complete else None
         records = ctx.tracker.trial_records()
@@ -59,13 +65,4 @@ def run_search(exp: Experiment, progress: bool = True, log=None, allow_forbidden
             head, mean, _ = ranked
             best = {"trial": head.number, "run_id": head.run_id, "val_accuracy": mean}
         ctx.finish(best, figures, complete)
-    except BaseException as e:  # SIGINT/SIGTERM: no MLflow run of ours is left RUNNING
-        stop = as_interrupt(e)
-        if stop is None:
-            raise
-        try:
-            ctx.interrupted()
-        except Exception:  # a store that went away: the interrupt still wins
-            pass
-        raise stop
     return ctx, records_frame(records)
