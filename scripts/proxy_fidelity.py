@@ -146,8 +146,17 @@ def main(argv=None) -> int:
     print(line("independent luck", [p["val"][args.seed] for p in indep],
                [statistics.mean(t for s, t in p["test"].items() if s != args.seed) for p in indep]))
     if args.density:
-        named = dict(spec.split("=", 1) for spec in args.policy)
-        scores = density_scores(args.density, named, scored)
+        from autoaug.config import ConfigError
+        from autoaug.data import DataError
+        bad = [spec for spec in args.policy if "=" not in spec]
+        if bad:
+            print(f"proxy_fidelity: --policy {bad[0]!r}: expected NAME=SOURCE", file=sys.stderr)
+            return 2
+        try:
+            scores = density_scores(args.density, dict(spec.split("=", 1) for spec in args.policy), scored)
+        except (ConfigError, DataError) as e:
+            print(f"proxy_fidelity: --density {args.density}: {e}", file=sys.stderr)
+            return 2
         by_score = sorted(scores, key=lambda h: -scores[h])
         print(f"\n{'policy':40s} {'density matching':>22s} {'test mean':>10s}")
         for h in by_score:

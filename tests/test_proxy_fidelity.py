@@ -92,6 +92,12 @@ def test_bad_input_is_one_line_and_exit_2(tmp_path, capsys):
     assert proxy_fidelity.main([str(tmp_path / "missing.csv")]) == 2
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and "cannot read the CSVs" in err
+    three = _write(tmp_path / "three.csv", [(n, 0, 0.5, 0.5, f"h{n}", 20) for n in "abc"])
+    for flags, says in ((["--density", str(tmp_path / "missing.yaml")], "--density"),
+                        (["--density", str(tmp_path / "missing.yaml"), "--policy", "a"], "expected NAME=SOURCE")):
+        assert proxy_fidelity.main([three, *flags]) == 2
+        err = capsys.readouterr().err.strip()
+        assert len(err.splitlines()) == 1 and says in err, err
     two = _write(tmp_path / "two.csv", [("a", 0, 0.5, 0.5, "ha", 20), ("b", 0, 0.6, 0.6, "hb", 20)])
     assert proxy_fidelity.main([two]) == 2
     err = capsys.readouterr().err.strip()
