@@ -507,5 +507,6 @@ def main(argv=None) -> int:
     finally:
         signals.restore(previous)
 
+
 if __name__ == "__main__":
     sys.exit(main())

@@ -5,7 +5,7 @@ When the proxy is the target training itself (``experiments/cifar10_reduced.yaml
 model, schedule and split, every trial with seed 0), a policy's search score *is* the validation
 accuracy of its seed-0 full training. So the runs that `autoaug evaluate` or the benchmarks have
 finished give each policy's proxy score and its test accuracy without any new training. This
-prints, per policy, the score and the test mean, and two Spearman correlations with 95% intervals
+prints, per policy, the score and the test mean, and three Spearman correlations with 95% intervals
 (Fisher z, standard error 1.03 / sqrt(n - 3)):
 
 - *all*: seed-0 validation against the mean test accuracy over every seed;
@@ -27,8 +27,8 @@ scores are then ranked against the test means of every seed.
 
     .venv/bin/python scripts/proxy_fidelity.py docs/bench_policies.csv \\
         docs/bench_policies_random_light.csv:light- --where epochs=20
-    .venv/bin/python scripts/proxy_fidelity.py ... --density experiments/cifar10_reduced_dm.yaml \
-        --policy searched=runs/bench_policies/searched/policy.json \
+    .venv/bin/python scripts/proxy_fidelity.py ... --density experiments/cifar10_reduced_dm.yaml \\
+        --policy searched=runs/bench_policies/searched/policy.json \\
         --policy random-1=random:search_spaces/autoaugment.yaml:1001 ...
 """
 from __future__ import annotations

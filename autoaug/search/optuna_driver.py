@@ -366,12 +366,14 @@ def run(ctx: StudyContext, progress: bool = True) -> tuple[dict, bool]:
             outcome = ctx.run_trial(trial.number, policy, trial.params, report=report,
                                     pruned=optuna.TrialPruned, baseline=baseline,
                                     on_start=lambda run_id: trial.set_user_attr("mlflow_run_id", run_id))
-        except BaseException as e:
+        except (Exception, KeyboardInterrupt) as e:
             stop = as_interrupt(e)
             if stop is None and isinstance(e, optuna.TrialPruned):
                 raise
             trial.set_user_attr("fail_reason", failure_reason(e))
-            raise e if stop is None else stop
+            if stop is not None:
+                raise stop
+            raise
         for name, values in outcome.scores.items():  # per fold / per class: for `best --top N`
             trial.set_user_attr(name, [None if math.isnan(v) else v for v in values])
         return outcome.value
