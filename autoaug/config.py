@@ -59,6 +59,9 @@ class TrainingConfig:
     # data: the policy runs in tf.data (CPU); model: in a layer before the model, on its
     # device (the same pixels; not for MixUp/CutMix or per-class policies)
     augment_on: str = "data"
+    # validate after every this many epochs and after the last (training is the same); with no
+    # pruner, validating only at the end lets a search afford a large validation split
+    validate_every: int = 1
 
 
 @dataclass(frozen=True)
@@ -99,6 +102,15 @@ class SelectionConfig:
 
 
 @dataclass(frozen=True)
+class ScreenConfig:
+    """Narrow the search space by data before searching (`autoaug.search.screen`)."""
+    reference: str | None = None  # None: no screen; else the built-in whose damage bounds each op's
+    epochs: int | None = None  # the clean model's epochs; None: a quarter of training.epochs
+    images: int = 1000  # validation images transformed per op and level
+    levels: tuple = (2, 4, 6, 8, 10)  # the levels tried, in order
+
+
+@dataclass(frozen=True)
 class Experiment:
     name: str | None = None  # study name; defaults to the file's stem
     data: DataConfig = field(default_factory=DataConfig)
@@ -111,6 +123,7 @@ class Experiment:
     evaluation: str = "proxy-training"
     density: DensityConfig = field(default_factory=DensityConfig)
     selection: SelectionConfig = field(default_factory=SelectionConfig)
+    screen: ScreenConfig = field(default_factory=ScreenConfig)
     n_trials: int = 12
     baselines: tuple = ("none", "standard", "autoaugment-cifar10+standard+cutout",
                         "randaugment+standard", "trivialaugment-wide+standard")
@@ -130,9 +143,10 @@ class Experiment:
         return {"model": self.model.name, "epochs": epochs or t.epochs, "batch_size": t.batch_size,
                 "learning_rate": t.learning_rate, "weight_decay": t.weight_decay,
                 "label_smoothing": t.label_smoothing, "seed": self.seed if seed is None else seed,
-                # only when it is not the default: the same pixels either way, so the specs
-                # (and cache keys) of data-path runs stay as they were
-                **({"augment_on": t.augment_on} if t.augment_on != "data" else {})}
+                # only when they are not the default: the same training either way, so the
+                # specs (and cache keys) of earlier runs stay as they were
+                **({"augment_on": t.augment_on} if t.augment_on != "data" else {}),
+                **({"validate_every": t.validate_every} if t.validate_every != 1 else {})}
 
     def resolve(self, path: str) -> str:
         """A path from the experiment: as given if it exists, else relative to its project
@@ -173,7 +187,8 @@ CHOICES = {
 }
 POSITIVE_INTS = ("training.epochs", "training.batch_size", "n_trials", "data.n_train", "data.n_val",
                  "driver.heartbeat_s", "density.folds", "density.copies", "selection.seeds",
-                 "driver.population", "driver.interval_epochs")
+                 "driver.population", "driver.interval_epochs", "training.validate_every",
+                 "screen.images")
 
 
 def _merge(base: dict, override: dict, path: str = "") -> dict:
@@ -246,9 +261,24 @@ def _check(cfg: dict) -> None:
         raise ConfigError("'density.train_policy' must name a policy, e.g. standard")
     if cfg["density"]["cache_dir"] is not None and not isinstance(cfg["density"]["cache_dir"], str):
         raise ConfigError("'density.cache_dir' must be a folder path")
+    _check_screen(cfg["screen"])
     if not isinstance(cfg["search_space"], (str, dict)):
         raise ConfigError("'search_space' must be a file path or a mapping")
     _check_pbt(cfg)
+
+
+def _check_screen(screen: dict) -> None:
+    if screen["reference"] is not None and (not isinstance(screen["reference"], str) or not screen["reference"]):
+        raise ConfigError(f"'screen.reference' must name a built-in policy (e.g. standard) or be null (no "
+                          f"screen), got {screen['reference']!r}")
+    epochs = screen["epochs"]
+    if epochs is not None and (isinstance(epochs, bool) or not isinstance(epochs, int) or epochs <= 0):
+        raise ConfigError(f"'screen.epochs' must be a positive integer or null, got {epochs!r}")
+    levels = screen["levels"]
+    if not isinstance(levels, (list, tuple)) or not levels or any(
+            isinstance(v, bool) or not isinstance(v, (int, float)) or not 0 < v <= 10 for v in levels) \
+            or list(levels) != sorted(set(levels)):
+        raise ConfigError(f"'screen.levels' must be increasing levels in (0, 10], got {levels!r}")
 
 
 def _check_pbt(cfg: dict) -> None:
@@ -377,6 +407,7 @@ def _build(raw: dict, path: str | None, label: str | None = None) -> Experiment:
     sections = {"data": DataConfig, "model": ModelConfig, "training": TrainingConfig,
                 "driver": DriverConfig, "density": DensityConfig, "selection": SelectionConfig}
     return Experiment(**{**cfg, **{k: kind(**cfg[k]) for k, kind in sections.items()},
+                         "screen": ScreenConfig(**{**cfg["screen"], "levels": tuple(cfg["screen"]["levels"])}),
                          "baselines": tuple(cfg["baselines"]),
                          "path": os.path.abspath(path) if path else None})
 

@@ -443,6 +443,13 @@ class Tracker:
             self.log_metrics(self.parent_id, {f"density_clean_accuracy_fold{f['fold']}": f["clean_accuracy"]
                                               for f in info.get("folds", [])})
 
+    def log_screen(self, table: dict) -> None:
+        """The screen that narrowed the space (`autoaug.search.screen`): screen.json, its accuracies."""
+        self.client.log_text(self.parent_id, json.dumps(table, indent=1), "screen.json")
+        self.log_metrics(self.parent_id, {"screen_clean_accuracy": table["clean"],
+                                          "screen_reference_accuracy": table["reference"],
+                                          "screen_cpu_s": table["cpu_s"]})
+
     def trial_records(self, role: str = TRIAL) -> list[TrialRecord]:
         """Every trial run (or with `role` SELECTION, selection run) of this study's parent,
         from all workers, as typed records."""

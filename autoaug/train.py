@@ -71,7 +71,7 @@ class TrainResult:
 
     @property
     def best_val_accuracy(self) -> float:
-        return max((h["val_accuracy"] for h in self.history), default=float("nan"))
+        return max((h["val_accuracy"] for h in self.history if "val_accuracy" in h), default=float("nan"))
 
 
 _DEVICE: dict = {}

@@ -58,13 +58,20 @@ def models_spec(exp: Experiment, num_classes: int) -> dict:
     """Everything the K models depend on; its hash names the cache folder."""
     d, den = exp.data, exp.density
     return {"format": CACHE_FORMAT, "source": d.source, "n_train": d.n_train, "n_val": d.n_val,
-            "split_seed": d.split_seed, "model": exp.model.name, "training": dataclasses.asdict(exp.training),
+            "split_seed": d.split_seed, "model": exp.model.name, "training": _training(exp),
             "folds": den.folds, "train_policy": train_policy(exp).digest(),
             "seed": exp.seed, "num_classes": num_classes,
             # image folders resized on load: other pixels, other models (absent otherwise, so
             # that the models cached before these keys existed are still found)
             **({"decoding": [d.image_size, d.resize, d.channels]}
                if d.image_size is not None or d.channels is not None else {})}
+
+
+def _training(exp: Experiment) -> dict:
+    """The schedule the models depend on (how often they validate does not change them)."""
+    t = dataclasses.asdict(exp.training)
+    t.pop("validate_every")
+    return t
 
 
 def models_key(spec: dict) -> str:

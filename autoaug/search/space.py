@@ -12,6 +12,9 @@ Every kind may also search the order of the stages (policy, flip, crop, cutout) 
 and whether each stage listed in ``optional_stages`` is used at all (``stage.<name>``: true or false).
 ``stage_magnitudes`` lists stages (crop, cutout) whose level is searched over ``levels``
 (``stage.<name>.level``; level 0 is no crop / no Cutout) instead of the reference level.
+``max_levels`` caps ops of the sub-policies and stages of ``stage_magnitudes`` one by one
+(``{ShearY: 6, cutout: 4}``): a searched level l means l/10 of that cap, so every op keeps
+the same choices (a screen writes it: `autoaug.search.screen`).
 An autoaugment space with ``per_class: true`` searches K x L sub-policies for every class
 (a label-conditioned policy); density matching scores each class on its own held-out images.
 
@@ -151,6 +154,7 @@ class SearchSpace:
     # (op, classes): ops of a per-class space left out of those classes' choices (`honouring`)
     class_forbidden: tuple = ()
     schedule: Ramp | None = None
+    max_levels: tuple = ()  # (op or stage, highest level) pairs; the others reach 10
 
     def to_dict(self) -> dict:
         d = {"kind": self.kind, "ops": list(self.ops), "sub_policies": self.sub_policies,
@@ -167,7 +171,14 @@ class SearchSpace:
             d["class_forbidden"] = {op: list(classes) for op, classes in self.class_forbidden}
         if self.schedule is not None:
             d["schedule"] = self.schedule.to_dict()
+        if self.max_levels:
+            d["max_levels"] = dict(self.max_levels)
         return d
+
+    def _level(self, name: str, level) -> float:
+        """A searched level on `name`'s own scale (`max_levels`)."""
+        cap = dict(self.max_levels).get(name)
+        return float(level) if cap is None else round(float(level) * cap / opspec.MAX_LEVEL, 4)
 
     def honouring(self, forbidden) -> "SearchSpace":
         """This space without the ops that change the dataset's labels (`autoaug.labels.ForbiddenOps`).
@@ -190,6 +201,7 @@ class SearchSpace:
             self, ops=ops, stages=tuple(st for st in self.stages if st not in bad_stages),
             optional_stages=tuple(st for st in self.optional_stages if st not in bad_stages),
             stage_magnitudes=tuple(st for st in self.stage_magnitudes if st not in bad_stages),
+            max_levels=tuple((k, v) for k, v in self.max_levels if k in ops or k in STAGES and k not in bad_stages),
             class_forbidden=partial,
             schedule=self.schedule and dataclasses.replace(
                 self.schedule, ramped=tuple(st for st in self.schedule.ramped if st not in bad_stages)))
@@ -225,7 +237,7 @@ class SearchSpace:
                 op = suggest.categorical(f"{key}.op", self.class_ops(c))
                 p = suggest.categorical(f"{key}.p", list(self.probabilities))
                 level = suggest.categorical(f"{key}.level", list(self.levels))
-                steps.append(Step(op, float(p), float(level)))
+                steps.append(Step(op, float(p), self._level(op, level)))
             subs.append(tuple(steps))
         return subs
 
@@ -270,7 +282,7 @@ class SearchSpace:
         if name not in self.stage_magnitudes:
             return name
         level = suggest.categorical(f"stage.{name}.level", list(self.levels))
-        return dataclasses.replace(STAGES[name], level=float(level))
+        return dataclasses.replace(STAGES[name], level=self._level(name, level))
 
 
 def _number_list(value, key: str, lo: float, hi: float) -> tuple:
@@ -326,7 +338,8 @@ def ramp_from_dict(d, stages: tuple) -> Ramp:
 
 def space_from_dict(d: dict, name: str = "") -> SearchSpace:
     known = {"kind", "ops", "sub_policies", "steps", "probabilities", "levels", "ranges", "stages",
-             "search_order", "per_class", "optional_stages", "stage_magnitudes", "name", "schedule"}
+             "search_order", "per_class", "optional_stages", "stage_magnitudes", "name", "schedule",
+             "max_levels"}
     unknown = set(d) - known
     if unknown:
         raise ConfigError(f"unknown search-space keys: {', '.join(sorted(unknown))}")
@@ -379,6 +392,12 @@ def space_from_dict(d: dict, name: str = "") -> SearchSpace:
                           "level cap), got " + str(list(levels)))
     if not isinstance(d.get("name", ""), (str, type(None))):
         raise ConfigError("'name' must be text")
+    caps = d.get("max_levels", {})
+    if not isinstance(caps, dict) or any(k not in op_list and k not in magnitudes for k in caps) or any(
+            isinstance(v, bool) or not isinstance(v, (int, float)) or not 0 < v <= opspec.MAX_LEVEL
+            for v in caps.values()):
+        raise ConfigError("'max_levels' must map ops of 'ops' or stages of 'stage_magnitudes' to a "
+                          f"level in (0, 10], got {caps!r}")
     per_class = d.get("per_class", False)
     if not isinstance(per_class, bool):
         raise ConfigError("'per_class' must be true or false")
@@ -391,7 +410,7 @@ def space_from_dict(d: dict, name: str = "") -> SearchSpace:
         schedule=ramp_from_dict(d["schedule"], tuple(stages)) if d.get("schedule") is not None else None,
         probabilities=_number_list(d.get("probabilities", list(SearchSpace.probabilities)),
                                    "probabilities", 0.0, 1.0),
-        levels=levels, **ints)
+        levels=levels, max_levels=tuple((k, float(v)) for k, v in caps.items()), **ints)
 
 
 def load_space(source) -> SearchSpace:

@@ -57,13 +57,16 @@ class StudyContext:
     open_runs: set = field(default_factory=set)  # MLflow trial runs this process has open
     others_running: bool = False  # set by a driver that stops while other workers still run trials
     log: Callable[[str], None] = print  # one line per finished trial, in autoaug's words
+    screen: dict | None = None  # the table of the screen that narrowed the space (`screen:`)
 
     @classmethod
     def create(cls, exp: Experiment, allow_forbidden_ops: bool = False) -> "StudyContext":
         """Preflight: check the space, the baselines, the data, the model and the stores; write
         nothing yet (`autoaug.preflight`).
 
-        The space leaves out the ops that change the dataset's labels (`autoaug.labels`).
+        The space leaves out the ops that change the dataset's labels (`autoaug.labels`). Under
+        ``screen:`` it is then narrowed by the data (`autoaug.search.screen`), which trains one
+        model the first time and writes the screen's cache file.
         """
         from .. import preflight
         from .optuna_driver import check_storage
@@ -75,20 +78,29 @@ class StudyContext:
         if space.schedule is not None and exp.evaluation == "density-matching":
             raise ConfigError(f"search space {space.name or 'inline'} asks for a schedule, which changes over "
                               "training: use evaluation: proxy-training (density matching trains nothing)")
-        for name in exp.baselines + (exp.density.train_policy,):
+        screen_reference = (exp.screen.reference,) if exp.screen.reference else ()
+        for name in exp.baselines + (exp.density.train_policy,) + screen_reference:
             builtin(name)  # a bad policy name fails now, before anything is written
         ds, arrays = load_experiment_data(exp)
         preflight.check_space(space, ds.num_classes)
         preflight.check_training(exp, arrays, ds.num_classes, ds.image_shape)
-        return cls(exp, space, None, arrays, ds.num_classes, allow_forbidden_ops=allow_forbidden_ops)
+        if exp.screen.reference:  # the only step here that trains (once; then cached)
+            from .screen import screened_space
+            space, screen = screened_space(exp, space, arrays, ds.num_classes,
+                                           policy_for(exp.screen.reference, forbidden_ops(exp)))
+        return cls(exp, space, None, arrays, ds.num_classes, allow_forbidden_ops=allow_forbidden_ops,
+                   screen=screen)
 
     def track(self, parent_id: str | None = None, new: bool = False) -> str:
         """Open the MLflow store and adopt (or create) the study's parent run; its id."""
         exp = self.exp
         self.tracker = tracking.Tracker(exp.tracking_uri, exp.name)
         self.tracker.dataset = tracking.dataset_input(exp.data.source, self.arrays, self.num_classes)
-        return self.tracker.start_study(exp.name, exp.to_dict(), self.space.to_dict(), self.space.digest(),
-                                        exp.storage, parent_id=parent_id, new=new)
+        parent = self.tracker.start_study(exp.name, exp.to_dict(), self.space.to_dict(), self.space.digest(),
+                                          exp.storage, parent_id=parent_id, new=new)
+        if self.screen is not None:
+            self.tracker.log_screen(self.screen)
+        return parent
 
     def prepare_evaluation(self, log=print) -> None:
         """Density matching: load (or train once, or fetch from the parent run) the K models."""
@@ -128,7 +140,7 @@ class StudyContext:
 
         def on_epoch(epoch: int, metrics: dict) -> None:
             self.tracker.log_metrics(run_id, metrics, step=epoch)
-            if report is not None:
+            if report is not None and "val_accuracy" in metrics:  # (training.validate_every)
                 report(epoch, metrics["val_accuracy"])
 
         try:
