@@ -140,9 +140,11 @@ def summarize(runs: list[dict], reference: str | None = None, baselines: tuple =
 
 def setting_key(exp: Experiment) -> str:
     """What makes two runs of one (policy, seed) the same run: data, split, model, schedule.
-    (The forbidden ops change policies, which the rows' policy_hash already tells apart.)"""
+    (The forbidden ops change policies, which the rows' policy_hash already tells apart; how
+    often a run validates does not change it.)"""
     data = {k: v for k, v in exp.to_dict()["data"].items() if k != "forbidden_ops"}
-    spec = {"data": data, "train": {k: v for k, v in exp.train_args().items() if k != "seed"}}
+    train = {k: v for k, v in exp.train_args().items() if k not in ("seed", "validate_every")}
+    spec = {"data": data, "train": train}
     return hashlib.sha256(json.dumps(spec, sort_keys=True).encode()).hexdigest()[:12]
 
 

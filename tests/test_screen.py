@@ -101,8 +101,13 @@ def test_bad_screen_settings_are_one_line(override, message):
 
 
 def test_validate_every_reaches_training_only_when_set():
-    assert "validate_every" not in load_experiment(None).train_args()  # earlier runs' settings unchanged
-    assert load_experiment(None, ["training.validate_every=5"]).train_args()["validate_every"] == 5
+    from autoaug.evaluate import setting_key
+    from autoaug.search.density import models_spec
+    every, fifth = load_experiment(None), load_experiment(None, ["training.validate_every=5"])
+    assert "validate_every" not in every.train_args()  # earlier runs' settings unchanged
+    assert fifth.train_args()["validate_every"] == 5
+    assert models_spec(every, 10) == models_spec(fifth, 10)  # the same density models either way
+    assert setting_key(every) == setting_key(fifth)  # evaluate's finished runs count for both
 
 
 def _exp(tmp_path, *extra):
