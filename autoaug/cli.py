@@ -325,6 +325,29 @@ def cmd_evaluate(args) -> int:
     return 0
 
 
+def cmd_screen(args) -> int:
+    import yaml
+    from .config import ConfigError
+    from .data import load_experiment_data
+    from .files import atomic_write
+    from .labels import forbidden_ops, policy_for
+    from .search.screen import screened_space, table_text
+    from .search.space import load_space
+    exp = load_experiment_args(args)
+    reference = args.reference or exp.screen.reference
+    if not reference:
+        raise ConfigError(f"{exp.name}: no screen to run: give --reference standard (or a 'screen:' section)")
+    space = load_space(exp.space_source).honouring(forbidden_ops(exp))
+    ds, arrays = load_experiment_data(exp)
+    screened, table = screened_space(exp, space, arrays, ds.num_classes,
+                                     policy_for(reference, forbidden_ops(exp)))
+    print(table_text(table, screened))
+    if args.out:
+        atomic_write(args.out, yaml.safe_dump(screened.to_dict(), sort_keys=False))
+        print(f"screened space written to {args.out}")
+    return 0
+
+
 def cmd_ui(args) -> int:
     from .tracking import UI_MODEL_TRAINING_VIEW, redact, ui_links
     uri = args.tracking_uri
@@ -450,6 +473,15 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--tracking-uri")
     experiment_flags(e, "no progress lines", "the policies")
     e.set_defaults(fn=cmd_evaluate)
+
+    r = sub.add_parser("screen", help="narrow the experiment's search space by the data (the screen a "
+                                      "'screen:' section runs before a search) and print why")
+    r.add_argument("experiment", help="experiment YAML: data, model, schedule and the space to narrow")
+    r.add_argument("--reference", help="built-in policy whose damage is the bar (default: screen.reference)")
+    r.add_argument("--out", help="also write the screened space as a search-space YAML")
+    r.add_argument("--set", action="append", metavar="KEY.PATH=VALUE", help="override any config key")
+    image_size_flag(r)
+    r.set_defaults(fn=cmd_screen)
 
     u = sub.add_parser("ui", help="start the MLflow UI for a tracking store (127.0.0.1 by default)")
     u.add_argument("--tracking-uri", default="sqlite:///mlflow.db")

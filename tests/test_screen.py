@@ -163,3 +163,23 @@ def test_an_unknown_screen_reference_stops_the_search_before_anything_is_written
         run_search(_exp(tmp_path, "screen.reference=nonesuch", "n_trials=1"), progress=False, log=lambda line: None)
     assert not os.path.exists(tmp_path / "mlflow.db")
     assert not os.path.exists(os.path.join(os.environ["AUTOAUG_CACHE"], "screen"))
+
+
+def test_the_screen_command_prints_why_and_writes_a_space_that_loads(tmp_path, fresh_data_cache, capsys):
+    from autoaug.cli import main
+    exp = tmp_path / "exp.yaml"
+    exp.write_text("data: {n_train: 120, n_val: 60}\nmodel: {name: cnn-small}\ntraining: {epochs: 1, batch_size: 32}\n"
+                   f"search_space: {os.path.abspath('search_spaces/autoaugment_light.yaml')}\n"
+                   "screen: {epochs: 1, images: 40, levels: [5, 10]}\n")
+    out = tmp_path / "space.yaml"
+    assert main(["screen", str(exp), "--reference", "standard", "--out", str(out)]) == 0
+    printed = capsys.readouterr().out
+    assert "(the bar)" in printed and "ShearY" in printed and "L5 " in printed
+    space = load_space(str(out))
+    assert space.name == "autoaugment_light-screened" and set(space.ops) <= set(load_space(
+        "search_spaces/autoaugment_light.yaml").ops)
+    # without a reference there is nothing to screen: one line, exit 2, no file
+    out.unlink()
+    assert main(["screen", str(exp)]) == 2
+    assert "no screen to run: give --reference standard" in capsys.readouterr().err
+    assert not out.exists()

@@ -140,6 +140,19 @@ def narrow(space: SearchSpace, table: dict) -> SearchSpace:
                                name=f"{space.name or 'inline'}-screened")
 
 
+def table_text(table: dict, screened: SearchSpace) -> str:
+    """The screen as a readable table: accuracy (%) per level tried, and what was kept."""
+    caps = dict(screened.max_levels)
+    lines = [f"clean {table['clean']:.1%}, reference {table['reference']:.1%} (the bar)", "",
+             f"{'op or stage':<14} {'accuracy at each level tried':<50} kept"]
+    rows = [(name, scores, name in screened.ops) for name, scores in table["ops"].items()] + \
+        [(name, scores, name in screened.stages) for name, scores in table["stages"].items()]
+    for name, scores, kept in rows:
+        tried = ", ".join(f"L{lv:g} {acc:.1%}" for lv, acc in scores)
+        lines.append(f"{name:<14} {tried:<50} {('up to L%g' % caps[name]) if name in caps else 'yes' if kept else 'no'}")
+    return "\n".join(lines)
+
+
 def screened_space(exp: Experiment, space: SearchSpace, arrays: tuple, num_classes: int,
                    reference: Policy, log=print) -> tuple[SearchSpace, dict]:
     """(the narrowed space, the screen's table), from the cache or screened now."""
