@@ -431,7 +431,7 @@ def load_experiment(path: str | None, overrides: list[str] = ()) -> Experiment:
     >>> load_experiment(None, ["training.epoch=5"])
     Traceback (most recent call last):
     ...
-    autoaug.config.ConfigError: experiment: unknown key 'training.epoch' (known: augment_on, batch_size, epochs, label_smoothing, learning_rate, weight_decay)
+    autoaug.config.ConfigError: experiment: unknown key 'training.epoch' (known: augment_on, batch_size, epochs, label_smoothing, learning_rate, validate_every, weight_decay)
     """
     raw = read_yaml(path, "experiment") if path else {}
     try:

@@ -67,6 +67,15 @@ class OpSpec:
             return "both ways from level 5 (identity at 5)"
         return "grows with level"
 
+    def identity_level(self, ranges: str = "aa") -> float:
+        """The level at which the op does nothing: 0, or 5 for AutoAugment's enhance ops.
+
+        >>> OPS["Contrast"].identity_level(), OPS["Contrast"].identity_level("wide"), OPS["Rotate"].identity_level()
+        (5.0, 0.0, 0.0)
+        """
+        lo, hi = self.aa if ranges == "aa" else self.wide_range
+        return 0.0 if lo == hi else round((self.identity - lo) / (hi - lo) * MAX_LEVEL, 6)
+
     def param_at(self, level: float, ranges: str = "aa") -> float:
         """The parameter at ``level`` (positive sign).
 

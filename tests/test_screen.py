@@ -79,6 +79,15 @@ def test_a_searched_level_means_a_fraction_of_the_op_or_stage_cap():
     assert uncapped.sub_policies[0][0].level == 5.0
 
 
+def test_an_enhance_op_is_screened_and_capped_around_its_identity_at_level_5():
+    from autoaug.search.screen import _sides
+    assert _sides("Contrast", 4.0, "aa") == [3.0, 7.0] and _sides("Contrast", 10.0, "aa") == [0.0, 10.0]
+    assert _sides("Contrast", 4.0, "wide") == [4.0] and _sides("Rotate", 4.0, "aa") == [4.0]
+    space = space_from_dict({**LIGHT, "ops": ["Contrast"], "max_levels": {"Contrast": 4}}, "t")
+    level = {lv: space.sample(Fixed(sp0_step0_level=lv)).sub_policies[0][0].level for lv in (0, 5, 10)}
+    assert level == {0: 3.0, 5: 5.0, 10: 7.0}  # within 2 levels of doing nothing, both ways
+
+
 @pytest.mark.parametrize("caps, why", [({"Rotate": 3}, "not an op of the space"), ({"ShearY": 0}, "level 0"),
                                        ({"ShearY": 11}, "above 10"), ({"flip": 3}, "not a searched stage"),
                                        (["ShearY"], "not a mapping")])

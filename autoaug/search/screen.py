@@ -5,7 +5,9 @@ the experiment's seed). Then the first ``screen.images`` validation images are t
 every image, by the reference augmentation (``screen.reference``, e.g. ``standard``), by
 each op of the space at each level of ``screen.levels`` in turn, and by each stage, and the
 model classifies them. An op keeps its levels up to the last one at which the model still
-recognises at least as many images as under the reference: no op may move the data further
+recognises at least as many images as under the reference (the enhance ops, which do nothing
+at level 5, are tried at distances from 5, both ways, and the worse side counts): no op may
+move the data further
 from what the model learnt than the augmentation the user already trusts does (the density
 argument of Fast AutoAugment, with the threshold taken from the data instead of a constant).
 
@@ -35,7 +37,7 @@ from ..opspec import MAX_LEVEL, OPS
 from ..policy import POLICY_STAGE, STAGES, Policy, Step, builtin
 from .space import SearchSpace
 
-CACHE_FORMAT = 1
+CACHE_FORMAT = 2  # 2: the enhance ops are screened on both sides of their identity level
 
 
 def screen_epochs(exp: Experiment) -> int:
@@ -63,8 +65,12 @@ def _passing(scores: list[tuple[float, float]], bar: float) -> float | None:
     return cap
 
 
-def _levels(op: str, levels: tuple) -> tuple:
-    return tuple(float(lv) for lv in levels) if OPS[op].has_level else (MAX_LEVEL,)
+def _sides(op: str, severity: float, ranges: str) -> list[float]:
+    """The levels at `severity` (0..10) from the op's identity: s itself for most ops; for the
+    enhance ops (identity at level 5) both 5 - s/2 and 5 + s/2."""
+    still = OPS[op].identity_level(ranges)
+    up = still + (MAX_LEVEL - still) * severity / MAX_LEVEL
+    return [up] if still == 0 else [still - still * severity / MAX_LEVEL, up]
 
 
 class Screen:
@@ -102,23 +108,26 @@ class Screen:
         for op in space.ops:
             table["ops"][op] = self._scores(
                 net, lambda lv: Policy(((Step(op, 1.0, lv),),), (POLICY_STAGE,), space.ranges), op,
-                table["reference"])
+                table["reference"], space.ranges)
         for st in space.stages:
             if st == POLICY_STAGE:
                 continue
             grid = self.exp.screen.levels if st in space.stage_magnitudes else (STAGES[st].level,)
             table["stages"][st] = self._scores(
                 net, lambda lv: Policy((), (dataclasses.replace(STAGES[st], level=float(lv)),), space.ranges),
-                STAGES[st].op, table["reference"], grid)
+                STAGES[st].op, table["reference"], space.ranges, grid)
         table.update(seconds=round(time.perf_counter() - start, 1), cpu_s=round(time.process_time() - cpu, 1))
         return table
 
-    def _scores(self, net, make, op: str, bar: float, grid=None) -> list:
+    def _scores(self, net, make, op: str, bar: float, ranges: str, grid=None) -> list:
+        """[severity, accuracy] from the lowest severity up to the first that fails the bar
+        (an op without a level: one entry at 10); two-sided ops count their worse side."""
         scores = []
-        for lv in _levels(op, grid if grid is not None else self.exp.screen.levels):
-            acc = self._accuracy(net, make(lv))
-            scores.append([lv, acc])
-            if acc < bar:  # higher levels cannot be kept any more
+        grid = grid if grid is not None else self.exp.screen.levels
+        for s in (grid if OPS[op].has_level else (MAX_LEVEL,)):
+            acc = min(self._accuracy(net, make(lv)) for lv in _sides(op, float(s), ranges))
+            scores.append([float(s), acc])
+            if acc < bar:  # higher severities cannot be kept any more
                 break
         return scores
 
@@ -143,7 +152,8 @@ def narrow(space: SearchSpace, table: dict) -> SearchSpace:
 def table_text(table: dict, screened: SearchSpace) -> str:
     """The screen as a readable table: accuracy (%) per level tried, and what was kept."""
     caps = dict(screened.max_levels)
-    lines = [f"clean {table['clean']:.1%}, reference {table['reference']:.1%} (the bar)", "",
+    lines = [f"clean {table['clean']:.1%}, reference {table['reference']:.1%} (the bar); Color, Contrast, "
+             "Brightness and Sharpness: L is the distance from level 5, the worse side", "",
              f"{'op or stage':<14} {'accuracy at each level tried':<50} kept"]
     rows = [(name, scores, name in screened.ops) for name, scores in table["ops"].items()] + \
         [(name, scores, name in screened.stages) for name, scores in table["stages"].items()]

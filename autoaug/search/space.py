@@ -14,7 +14,8 @@ and whether each stage listed in ``optional_stages`` is used at all (``stage.<na
 (``stage.<name>.level``; level 0 is no crop / no Cutout) instead of the reference level.
 ``max_levels`` caps ops of the sub-policies and stages of ``stage_magnitudes`` one by one
 (``{ShearY: 6, cutout: 4}``): a searched level l means l/10 of that cap, so every op keeps
-the same choices (a screen writes it: `autoaug.search.screen`).
+the same choices (a screen writes it: `autoaug.search.screen`). For the enhance ops, whose
+identity is level 5, the cap is a distance: Contrast capped at 4 spans levels 3..7.
 An autoaugment space with ``per_class: true`` searches K x L sub-policies for every class
 (a label-conditioned policy); density matching scores each class on its own held-out images.
 
@@ -176,9 +177,13 @@ class SearchSpace:
         return d
 
     def _level(self, name: str, level) -> float:
-        """A searched level on `name`'s own scale (`max_levels`)."""
+        """A searched level within `name`'s cap (`max_levels`): scaled towards the op's identity
+        level (0, or 5 for the enhance ops, whose cap c spans levels 5 - c/2 .. 5 + c/2)."""
         cap = dict(self.max_levels).get(name)
-        return float(level) if cap is None else round(float(level) * cap / opspec.MAX_LEVEL, 4)
+        if cap is None:
+            return float(level)
+        still = opspec.OPS[STAGES[name].op if name in STAGES else name].identity_level(self.ranges)
+        return round(still + (float(level) - still) * cap / opspec.MAX_LEVEL, 4)
 
     def honouring(self, forbidden) -> "SearchSpace":
         """This space without the ops that change the dataset's labels (`autoaug.labels.ForbiddenOps`).

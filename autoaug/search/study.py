@@ -84,6 +84,7 @@ class StudyContext:
         ds, arrays = load_experiment_data(exp)
         preflight.check_space(space, ds.num_classes)
         preflight.check_training(exp, arrays, ds.num_classes, ds.image_shape)
+        screen = None
         if exp.screen.reference:  # the only step here that trains (once; then cached)
             from .screen import screened_space
             space, screen = screened_space(exp, space, arrays, ds.num_classes,
