@@ -7,9 +7,9 @@ each op of the space at each level of ``screen.levels`` in turn, and by each sta
 model classifies them. An op keeps its levels up to the last one at which the model still
 recognises at least as many images as under the reference (the enhance ops, which do nothing
 at level 5, are tried at distances from 5, both ways, and the worse side counts): no op may
-move the data further
-from what the model learnt than the augmentation the user already trusts does (the density
-argument of Fast AutoAugment, with the threshold taken from the data instead of a constant).
+move the data further from what the model learnt than the augmentation the user already
+trusts does (the density argument of Fast AutoAugment, with the threshold taken from the
+data instead of a constant).
 
 - An op that fails at its lowest level leaves the space; the kept ones are capped one by
   one (`SearchSpace.max_levels`: a searched level l then means l/10 of the cap).
@@ -78,24 +78,22 @@ class Screen:
 
     def __init__(self, exp: Experiment, arrays: tuple, num_classes: int):
         self.exp, self.arrays, self.num_classes = exp, arrays, num_classes
+        n = min(exp.screen.images, len(arrays[3]))
+        self.x, self.y = np.asarray(arrays[2][:n]), np.asarray(arrays[3][:n])  # decoded once, if streamed
 
     def _model(self):
         from ..train import train_model
-        x_tr, y_tr, x_val, y_val = self.arrays
-        n = min(self.exp.screen.images, len(y_val))
-        _, net = train_model(x_tr, y_tr, x_val[:n], y_val[:n], builtin("none"), num_classes=self.num_classes,
+        x_tr, y_tr = self.arrays[:2]
+        _, net = train_model(x_tr, y_tr, self.x, self.y, builtin("none"), num_classes=self.num_classes,
                              return_model=True, **{**self.exp.train_args(epochs=screen_epochs(self.exp)),
                                                    "validate_every": screen_epochs(self.exp)})
         return net
 
     def _accuracy(self, net, policy: Policy) -> float:
         from ..pipeline import augment_array
-        _, _, x_val, y_val = self.arrays
-        n = min(self.exp.screen.images, len(y_val))
-        x, y = np.asarray(x_val[:n]), np.asarray(y_val[:n])
-        images = augment_array(x, y, policy, seed=self.exp.seed, copy_index=0)
+        images = augment_array(self.x, self.y, policy, seed=self.exp.seed, copy_index=0)
         probs = net.predict(images.astype(np.float32), batch_size=500, verbose=0)
-        return float((np.asarray(probs).argmax(1) == y).mean())
+        return float((np.asarray(probs).argmax(1) == self.y).mean())
 
     def run(self, space: SearchSpace, reference: Policy, log=print) -> dict:
         """The screen's table: clean, reference, and (level, accuracy) per op and per stage."""
@@ -103,7 +101,7 @@ class Screen:
         net = self._model()
         clean = self._accuracy(net, builtin("none"))
         table = {"clean": clean, "reference": self._accuracy(net, reference), "ops": {}, "stages": {}}
-        log(f"screen: clean model {clean:.1%} on {min(self.exp.screen.images, len(self.arrays[3]))} validation "
+        log(f"screen: clean model {clean:.1%} on {len(self.y)} validation "
             f"images, {table['reference']:.1%} under the reference; trying {len(space.ops)} ops")
         for op in space.ops:
             table["ops"][op] = self._scores(
