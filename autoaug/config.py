@@ -137,16 +137,19 @@ class Experiment:
         """The training seed of search trial `number` (see `SelectionConfig.trial_seeds`)."""
         return self.seed + (number if self.selection.trial_seeds == "per-trial" else 0)
 
-    def train_args(self, *, seed: int | None = None, epochs: int | None = None) -> dict:
-        """The keyword arguments of `autoaug.train.train_model` that this experiment fixes."""
+    def train_args(self, *, seed: int | None = None, epochs: int | None = None,
+                   validate_every: int | None = None) -> dict:
+        """The keyword arguments of `autoaug.train.train_model` that this experiment fixes
+        (`seed`, `epochs`, `validate_every`: instead of the experiment's)."""
         t = self.training
+        validate_every = validate_every or t.validate_every
         return {"model": self.model.name, "epochs": epochs or t.epochs, "batch_size": t.batch_size,
                 "learning_rate": t.learning_rate, "weight_decay": t.weight_decay,
                 "label_smoothing": t.label_smoothing, "seed": self.seed if seed is None else seed,
                 # only when they are not the default: the same training either way, so the
                 # specs (and cache keys) of earlier runs stay as they were
                 **({"augment_on": t.augment_on} if t.augment_on != "data" else {}),
-                **({"validate_every": t.validate_every} if t.validate_every != 1 else {})}
+                **({"validate_every": validate_every} if validate_every != 1 else {})}
 
     def resolve(self, path: str) -> str:
         """A path from the experiment: as given if it exists, else relative to its project

@@ -303,7 +303,7 @@ def evaluate(exp: Experiment, policies: list, seeds: list[int], *, csv_path: str
         start = time.perf_counter()
         result = train_model(x_tr, y_tr, x_val, y_val, policy, num_classes=ds.num_classes,
                              x_test=ds.x_test, y_test=ds.y_test,
-                             **{**exp.train_args(seed=seed), "validate_every": exp.training.epochs})  # once, at the end
+                             **exp.train_args(seed=seed, validate_every=exp.training.epochs))  # once, at the end
         run_id = log_run.run(label, seed, policy, result.history,
                              {"test_accuracy": result.test_accuracy, "val_accuracy_final": result.val_accuracy,
                               "train_s": result.seconds})

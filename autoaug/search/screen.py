@@ -85,8 +85,8 @@ class Screen:
         from ..train import train_model
         x_tr, y_tr = self.arrays[:2]
         _, net = train_model(x_tr, y_tr, self.x, self.y, builtin("none"), num_classes=self.num_classes,
-                             return_model=True, **{**self.exp.train_args(epochs=screen_epochs(self.exp)),
-                                                   "validate_every": screen_epochs(self.exp)})
+                             return_model=True, **self.exp.train_args(epochs=screen_epochs(self.exp),
+                                                                      validate_every=screen_epochs(self.exp)))
         return net
 
     def _accuracy(self, net, policy: Policy) -> float:
@@ -157,7 +157,8 @@ def table_text(table: dict, screened: SearchSpace) -> str:
         [(name, scores, name in screened.stages) for name, scores in table["stages"].items()]
     for name, scores, kept in rows:
         tried = ", ".join(f"L{lv:g} {acc:.1%}" for lv, acc in scores)
-        lines.append(f"{name:<14} {tried:<50} {('up to L%g' % caps[name]) if name in caps else 'yes' if kept else 'no'}")
+        verdict = f"up to L{caps[name]:g}" if name in caps else "yes" if kept else "no"
+        lines.append(f"{name:<14} {tried:<50} {verdict}")
     return "\n".join(lines)
 
 
