@@ -238,8 +238,9 @@ class Tracker:
         return runs[0] if runs else None
 
     def start_study(self, study: str, config: dict, space_dict: dict, space_hash: str, storage: str | None,
-                    parent_id: str | None = None, new: bool = False) -> str:
+                    parent_id: str | None = None, new: bool = False, screen: dict | None = None) -> str:
         """Adopt the parent run `parent_id`; else create one (`new`), or find or create one.
+        A new parent also gets the screen that narrowed the space (`log_screen`), if any.
 
         The Optuna driver creates a parent for each new study and records its id in the
         study, so parallel workers all adopt the same one; a resumed study keeps its parent.
@@ -272,6 +273,8 @@ class Tracker:
                 "pruner": config["driver"]["pruner"], "seed": config["seed"],
                 "search_space_hash": space_hash}
         self._log_params(self.parent_id, flat)
+        if screen is not None:
+            self.log_screen(screen)
         return self.parent_id
 
     def finish_study(self, best: dict | None, figures: dict | None = None, done: bool = True) -> None:

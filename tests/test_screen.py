@@ -163,6 +163,10 @@ def test_a_search_with_a_screen_searches_the_screened_space_and_logs_it(tmp_path
     logged = json.loads(ctx.tracker.read_text(ctx.tracker.parent_id, "search_space.json"))
     assert logged == ctx.space.to_dict()  # the parent run holds the space that was searched
     assert json.loads(ctx.tracker.read_text(ctx.tracker.parent_id, "screen.json")) == ctx.screen
+    parent = ctx.tracker.parent_id
+    assert ctx.track(parent_id=parent) == parent  # a second worker adopts the parent ...
+    history = ctx.tracker.client.get_metric_history(parent, "screen_cpu_s")
+    assert len(history) == 1  # ... and logs the screen no second time
 
 
 def test_an_unknown_screen_reference_stops_the_search_before_anything_is_written(tmp_path, fresh_data_cache):

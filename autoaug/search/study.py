@@ -98,9 +98,7 @@ class StudyContext:
         self.tracker = tracking.Tracker(exp.tracking_uri, exp.name)
         self.tracker.dataset = tracking.dataset_input(exp.data.source, self.arrays, self.num_classes)
         parent = self.tracker.start_study(exp.name, exp.to_dict(), self.space.to_dict(), self.space.digest(),
-                                          exp.storage, parent_id=parent_id, new=new)
-        if self.screen is not None:
-            self.tracker.log_screen(self.screen)
+                                          exp.storage, parent_id=parent_id, new=new, screen=self.screen)
         return parent
 
     def prepare_evaluation(self, log=print) -> None:
