@@ -93,11 +93,11 @@ def _fused(g, images, idx, op_ids, params):
     On large images: tables from ``prepare``, then ``apply`` XLA-compiled, on a batch padded
     to a power of two (with Identity images, dropped after) so that a pipeline compiles it a
     few times, not once per partition size. On small images the tables would cost more than
-    the pixels: each op's own kernel runs on its own images (the same pixels either way).
+    the pixels: each op's own kernel runs on its own images, except the warps, which share one
+    `ops.warp` (one affine sampling for all five ops; the same pixels either way).
     """
     names, prepare, _ = ops.FUSED_GROUPS[g]
     n, total = tf.size(idx), tf.shape(images)[0]
-    shape = tf.shape(images)
     sub_ops, sub_params = tf.gather(op_ids, idx), tf.gather(params, idx)
 
     def compiled():
@@ -115,7 +115,15 @@ def _fused(g, images, idx, op_ids, params):
         no_key = tf.zeros([2], tf.int64)  # the fused ops draw nothing
         return tf.dynamic_stitch(where, [ops.KERNELS[name](parts[j], prm[j], no_key) for j, name in enumerate(names)])
 
-    return tf.cond(shape[1] * shape[2] >= XLA_MIN_PIXELS, compiled, per_op)
+    def one_warp():
+        return ops.warp(tf.gather(images, idx), sub_ops, sub_params)
+
+    return tf.cond(_large(images), compiled, one_warp if g == _WARP_GROUP else per_op)
+
+
+def _large(images):
+    """Whether the fused groups run XLA-compiled (`XLA_MIN_PIXELS`)."""
+    return tf.shape(images)[1] * tf.shape(images)[2] >= XLA_MIN_PIXELS
 
 
 def _apply_ops(images, op_ids, params, op_key, candidates):
@@ -132,8 +140,9 @@ def _apply_ops(images, op_ids, params, op_key, candidates):
     own = [i for i in candidates if _GROUP_OF_OP[i] == -1]
     warps = [i for i in candidates if _GROUP_OF_OP[i] == _WARP_GROUP]
     float_warp = tf.zeros([n], tf.bool)
-    if warps:  # images beyond the fixed-point range: `ops.warp`, with Pillow's float64 path
-        float_warp = ops.warp_needs_float(op_ids, params, tf.shape(images)[1], tf.shape(images)[2])
+    if warps:  # compiled warps: images beyond the fixed-point range take `ops.warp`, with Pillow's float64 path
+        float_warp = tf.cond(_large(images), lambda: ops.warp_needs_float(op_ids, params, tf.shape(images)[1],
+                                                                            tf.shape(images)[2]), lambda: float_warp)
     member = tf.gather(tf.constant(_GROUP_OF_OP, tf.int32), op_ids)
     for g in groups:
         idx = tf.cast(tf.where((member == g) & ~float_warp)[:, 0], tf.int32)

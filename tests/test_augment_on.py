@@ -84,6 +84,25 @@ def test_large_images_take_the_compiled_fused_step_with_each_ops_pixels(photos):
                 assert all(same), f"{name} at level {level}: {len(same) - sum(same)} images differ"
 
 
+def test_small_images_warp_in_one_sampling_with_each_ops_pixels(photos):
+    """Below XLA_MIN_PIXELS the five warps of a step share one `ops.warp`: every image still
+    gets exactly what its own op's kernel gives."""
+    x = photos[:64]
+    warps = [name for names, _, _ in ops.FUSED_GROUPS if "Rotate" in names for name in names]
+    policy = Policy(tuple((Step(name, 1.0, 7.0),) for name in warps))
+    out = policy.apply(x, seed=3).numpy()
+    candidates = []
+    for name in warps:
+        spec = ops.OPS[name]
+        candidates.append(ops.apply_op(name, x, 7.0).numpy())
+        candidates.append(ops.KERNELS[name](tf.constant(x), tf.fill([len(x)], 2 * spec.identity - spec.param_at(7.0)),
+                                            ops.seed_key(0)).numpy())
+    matched = [next((k // 2 for k, c in enumerate(candidates) if np.array_equal(o, c[i])), None)
+               for i, o in enumerate(out)]
+    assert None not in matched, f"{matched.count(None)} images match no warp kernel"
+    assert len(set(matched)) == len(warps)  # every warp op ran in the shared sampling
+
+
 def test_very_wide_images_take_the_float_path_in_a_policy_too():
     """Warps of images tens of thousands of pixels wide leave the fused group for `_affine`'s float64 path."""
     x = np.random.default_rng(0).integers(0, 256, [2, 2, 40000, 1], dtype=np.uint8)
