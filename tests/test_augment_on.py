@@ -88,7 +88,7 @@ def test_small_images_warp_in_one_sampling_with_each_ops_pixels(photos):
     """Below XLA_MIN_PIXELS the five warps of a step share one `ops.warp`: every image still
     gets exactly what its own op's kernel gives."""
     x = photos[:64]
-    warps = [name for names, _, _ in ops.FUSED_GROUPS if "Rotate" in names for name in names]
+    warps = ops.WARP_OPS
     policy = Policy(tuple((Step(name, 1.0, 7.0),) for name in warps))
     out = policy.apply(x, seed=3).numpy()
     candidates = []
