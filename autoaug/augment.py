@@ -19,7 +19,10 @@ probabilities and levels toward the next one (`tables_at`). Keyframe fractions a
 ``progress`` are tensors, so neither a new epoch nor a new schedule retraces.
 
 Randomness: one stateless key per batch, derived from (seed, epoch, batch index), then
-split per stage and step. Every draw has one value per image.
+split per stage and step. Every draw has one value per image. One call can augment several
+consecutive batches (``batches``): each batch draws from its own keys as it would alone, so
+the pixels are the same, while the per-call cost of the graph (thousands of small kernels,
+which dominates on small images) is paid once for all of them.
 """
 from __future__ import annotations
 
@@ -48,15 +51,50 @@ def batch_key(seed, epoch=0, index=0) -> tf.Tensor:
     return tf.random.experimental.stateless_fold_in(key, tf.cast(index, tf.int64))
 
 
-def _split(key, n):
-    return tf.unstack(tf.random.experimental.stateless_split(key, n))
+class _Keys:
+    """The stateless keys of the batches that one call augments (int64 ``[B, 2]``, B static)
+    and their sizes (int32 ``[B]``; the images are the batches one after the other).
+
+    Every key operation is done per batch, and a per-image draw concatenates each batch's own
+    draw: a batch gets the same numbers alone (B = 1, exactly the ops of a single key) or
+    beside others.
+    """
+
+    def __init__(self, keys, sizes):
+        self.keys, self.sizes = keys, sizes
+
+    @property
+    def count(self) -> int:
+        return self.keys.shape[0]
+
+    def _each(self, fn):
+        return [fn(self.keys[b], b) for b in range(self.count)]
+
+    def split(self, n) -> tf.Tensor:
+        """[n, B, 2]: `stateless_split(key, n)` of each batch; ``_Keys(out[i], sizes)`` is split i."""
+        return tf.stack(self._each(lambda k, b: tf.random.experimental.stateless_split(k, n)), axis=1)
+
+    def unstack(self, n) -> list:
+        return [_Keys(k, self.sizes) for k in tf.unstack(self.split(n))]
+
+    def fold_in(self, data) -> "_Keys":
+        return _Keys(tf.stack(self._each(lambda k, b: tf.random.experimental.stateless_fold_in(k, data))), self.sizes)
+
+    def uniform(self, minval=0, maxval=None, dtype=tf.float32) -> tf.Tensor:
+        """One `stateless_uniform` value per image, each batch from its own key."""
+        draws = self._each(lambda k, b: tf.random.stateless_uniform([self.sizes[b]], k, minval, maxval, dtype))
+        return draws[0] if self.count == 1 else tf.concat(draws, 0)
+
+    def batch_of(self) -> tf.Tensor:
+        """int32 [N]: the batch of each image."""
+        return tf.repeat(tf.range(self.count), self.sizes)
 
 
-def _run_step(images, op_ids, levels, apply, signs, table, key):
+def _run_step(images, op_ids, levels, apply, signs, table, keys):
     """One step for the whole batch: image i runs op_ids[i] at levels[i] where apply[i]."""
     op_ids = tf.where(apply, op_ids, _IDENTITY)
     params = ops.levels_to_params(op_ids, levels, signs, table)
-    op_keys = _split(key, _N_OPS)
+    op_keys = keys.unstack(_N_OPS)
     return _apply_ops(images, op_ids, params, lambda i: op_keys[i], range(_N_OPS))
 
 
@@ -70,6 +108,11 @@ _WARP_GROUP = next(g for g, (names, _, _) in enumerate(ops.FUSED_GROUPS) if "Rot
 # per power-of-two bucket of images from 8 up, see `_fused`); below, XLA's per-call cost and its
 # compiles outweigh what it saves.
 XLA_MIN_PIXELS = 64 * 64
+# Below XLA_MIN_PIXELS a call's cost is mostly per call (a step is thousands of small kernels,
+# whatever the number of images), so `train_dataset` augments several consecutive batches per
+# call (`batches_per_call`), up to this many pixels and this many batches.
+CALL_PIXELS = 2048 * 32 * 32
+MAX_BATCHES_PER_CALL = 8
 _COMPILED = [tf.function(apply, jit_compile=True, autograph=False) for _, _, apply in ops.FUSED_GROUPS]
 _LOCAL_INDEX = []  # per group: op index -> its position in the group's list
 for _names, _, _ in ops.FUSED_GROUPS:
@@ -121,17 +164,30 @@ def _fused(g, images, idx, op_ids, params):
     return tf.cond(_large(images), compiled, one_warp if g == _WARP_GROUP else per_op)
 
 
+def batches_per_call(policy: Policy, batch_size: int, height, width) -> int:
+    """How many consecutive batches one `apply_policy` call augments in `train_dataset`.
+
+    1 for large images (their cost is per pixel; the compiled groups would see larger buckets),
+    for MixUp/CutMix (they mix within a batch) and for unknown sizes; else up to
+    `CALL_PIXELS` per call. The pixels are the same whatever this returns.
+    """
+    if policy.uses_labels or height is None or width is None or height * width >= XLA_MIN_PIXELS:
+        return 1
+    return max(1, min(MAX_BATCHES_PER_CALL, CALL_PIXELS // (batch_size * height * width)))
+
+
 def _large(images):
     """Whether the fused groups run XLA-compiled (`XLA_MIN_PIXELS`)."""
     return tf.shape(images)[1] * tf.shape(images)[2] >= XLA_MIN_PIXELS
 
 
 def _apply_ops(images, op_ids, params, op_key, candidates):
-    """Image i runs op op_ids[i] with params[i]; op k draws from op_key(k).
+    """Image i runs op op_ids[i] with params[i]; op k draws from op_key(k) (`_Keys`).
 
     Only ops in `candidates` (op indices) can occur. Each op or fused group runs on its
     own images only, and only if there are any; an op's images keep their batch order, so
-    the ops that draw (Cutout, PadCrop, GaussianNoise) draw as they always have.
+    the ops that draw (Cutout, PadCrop, GaussianNoise) draw as they always have: once per
+    batch, with that batch's key, when a call holds several.
     """
     n = tf.shape(images)[0]
     candidates = [i for i in candidates if i != _IDENTITY and ops.TABLE[i].kind != "batch"]
@@ -155,10 +211,14 @@ def _apply_ops(images, op_ids, params, op_key, candidates):
                                                           tf.gather(params, idx)), images))
     for i in own:
         idx = tf.cast(tf.where(tf.equal(op_ids, i))[:, 0], tf.int32)
-        kernel = ops.KERNELS[ops.TABLE[i].name]
+        kernel, keys = ops.KERNELS[ops.TABLE[i].name], op_key(i)
+        key = keys.keys[0]
+        if keys.count > 1 and ops.TABLE[i].random:  # each batch's images draw from its own key
+            counts = tf.math.bincount(tf.gather(keys.batch_of(), idx), minlength=keys.count, maxlength=keys.count)
+            key = ops.PerBatchKeys(keys.keys, counts)
         idxs.append(idx)
-        outs.append(_if_any(idx, lambda i=i, idx=idx, kernel=kernel: kernel(
-            tf.gather(images, idx), tf.gather(params, idx), op_key(i)), images))
+        outs.append(_if_any(idx, lambda idx=idx, key=key, kernel=kernel: kernel(
+            tf.gather(images, idx), tf.gather(params, idx), key), images))
     return tf.dynamic_stitch(idxs, outs)  # later entries win: the ops' results over the inputs
 
 
@@ -170,22 +230,21 @@ def _groups(class_ids, group_of):
     return tf.where(inside, tf.gather(group_of, tf.clip_by_value(class_ids, 0, size - 1)), 0)
 
 
-def _draw_rows(n, group, group_start, group_count, key):
+def _draw_rows(group, group_start, group_count, keys):
     """Per image, a row of the sub-policy table drawn uniformly within its group's rows.
 
     Default-group images draw exactly as plain policies always have (one int32 draw in
     [0, count of default rows)), so plain policies give the same pixels as before
     per-class policies existed; class-group images use a second, independent draw.
     """
-    default = tf.random.stateless_uniform([n], key, 0, group_count[0], tf.int32)
-    wide = tf.random.stateless_uniform([n], tf.random.experimental.stateless_fold_in(key, 1),
-                                       None, None, tf.int64)
+    default = keys.uniform(0, group_count[0], tf.int32)
+    wide = keys.fold_in(1).uniform(None, None, tf.int64)
     count = tf.cast(tf.gather(group_count, group), tf.int64)
     local = tf.cast(tf.math.floormod(wide, count), tf.int32)
     return tf.where(group > 0, tf.gather(group_start, group) + local, default)
 
 
-def _sub_policies(images, groups, op_ids, probs, levels, table, key):
+def _sub_policies(images, groups, op_ids, probs, levels, table, keys):
     """AutoAugment application: each image draws one sub-policy of its class group
     (`groups` = (group per image, group start rows, group row counts)) and runs its
     steps in order.
@@ -193,15 +252,14 @@ def _sub_policies(images, groups, op_ids, probs, levels, table, key):
     The steps run in a `tf.while_loop`, so the graph holds every op once, not once per
     step: a graph half (or a third) the size traces and instantiates that much faster.
     """
-    n = tf.shape(images)[0]
-    keys = tf.random.experimental.stateless_split(key, 1 + op_ids.shape[1])
-    choice = _draw_rows(n, *groups, keys[0])
+    split = keys.split(1 + op_ids.shape[1])
+    choice = _draw_rows(*groups, _Keys(split[0], keys.sizes))
     op_ids, probs, levels = (tf.gather(t, choice) for t in (op_ids, probs, levels))
 
     def step(l, images):
-        k_apply, k_sign, k_ops = _split(keys[l + 1], 3)
-        apply = tf.random.stateless_uniform([n], k_apply) < probs[:, l]
-        signs = tf.where(tf.random.stateless_uniform([n], k_sign) < 0.5, -1.0, 1.0)
+        k_apply, k_sign, k_ops = _Keys(split[l + 1], keys.sizes).unstack(3)
+        apply = k_apply.uniform() < probs[:, l]
+        signs = tf.where(k_sign.uniform() < 0.5, -1.0, 1.0)
         out = _run_step(images, op_ids[:, l], levels[:, l], apply, signs, table, k_ops)
         return l + 1, tf.ensure_shape(out, images.shape)
 
@@ -210,17 +268,17 @@ def _sub_policies(images, groups, op_ids, probs, levels, table, key):
     return images
 
 
-def _single_step(images, labels, op_name, prob, level, table, key):
+def _single_step(images, labels, op_name, prob, level, table, keys):
     """A stage that is one step: only its own op is in the graph."""
     spec, kernel = ops.OPS[op_name], ops.KERNELS[op_name]
     n = tf.shape(images)[0]
-    k_apply, k_sign, k_op = _split(key, 3)
-    apply = tf.random.stateless_uniform([n], k_apply) < prob
-    signs = tf.where(tf.random.stateless_uniform([n], k_sign) < 0.5, -1.0, 1.0)
+    k_apply, k_sign, k_op = keys.unstack(3)
+    apply = k_apply.uniform() < prob
+    signs = tf.where(k_sign.uniform() < 0.5, -1.0, 1.0)
     op_ids = tf.fill([n], ops.OP_INDEX[op_name])
     params = ops.levels_to_params(op_ids, tf.fill([n], level), signs, table)
-    if spec.kind == "batch":
-        return kernel(images, labels, params[0], apply, k_op)
+    if spec.kind == "batch":  # pairs images within the batch: one batch per call (`apply_policy`)
+        return kernel(images, labels, params[0], apply, k_op.keys[0])
     op_ids = tf.where(apply, op_ids, _IDENTITY)
     return _apply_ops(images, op_ids, params, lambda i: k_op, [ops.OP_INDEX[op_name]]), labels
 
@@ -251,16 +309,16 @@ def tables_at(t: dict, progress) -> dict:
     return out
 
 
-def _graph(structure: tuple, channels: int, with_labels: bool):
-    """The tf.function for one policy structure (cached)."""
-    cache_key = (structure, channels, with_labels)
+def _graph(structure: tuple, channels: int, with_labels: bool, batches: int = 1):
+    """The tf.function for one policy structure and number of batches per call (cached)."""
+    cache_key = (structure, channels, with_labels, batches)
     if cache_key in _GRAPHS:
         return _GRAPHS[cache_key]
     num_steps = next((s[1] for s in structure if isinstance(s, tuple)), 1)
     n_stages = len(structure)
 
     def run(images, labels, class_ids, progress, fractions, interpolate, group_of, group_start,
-            group_count, op_ids, probs, levels, stage_probs, stage_levels, table, key):
+            group_count, op_ids, probs, levels, stage_probs, stage_levels, table, keys, sizes):
         now = tables_at(dict(fractions=fractions, interpolate=interpolate, group_of=group_of,
                              group_start=group_start, group_count=group_count, op_ids=op_ids,
                              probs=probs, levels=levels, stage_probs=stage_probs,
@@ -268,7 +326,7 @@ def _graph(structure: tuple, channels: int, with_labels: bool):
         group_of, group_start, group_count = now["group_of"], now["group_start"], now["group_count"]
         op_ids, probs, levels = now["op_ids"], now["probs"], now["levels"]
         stage_probs, stage_levels = now["stage_probs"], now["stage_levels"]
-        keys = _split(key, n_stages + 1)
+        keys = _Keys(keys, sizes).unstack(n_stages + 1)
         for i, stage in enumerate(structure):
             if isinstance(stage, tuple):
                 groups = (_groups(class_ids, group_of), group_start, group_count)
@@ -295,7 +353,8 @@ def _graph(structure: tuple, channels: int, with_labels: bool):
         tf.TensorSpec([None, n_stages], tf.float32),
         tf.TensorSpec([None, n_stages], tf.float32),
         tf.TensorSpec([_N_OPS, 5], tf.float32),
-        tf.TensorSpec([2], tf.int64),
+        tf.TensorSpec([batches, 2], tf.int64),  # each batch's key
+        tf.TensorSpec([batches], tf.int32),  # each batch's size
     ]
     fn = tf.function(run, input_signature=signature, autograph=False)
     _GRAPHS[cache_key] = fn
@@ -374,7 +433,8 @@ def class_ids(labels) -> tf.Tensor:
     return tf.cast(tf.clip_by_value(wide, -1, 2 ** 31 - 1), tf.int32)
 
 
-def apply_policy(policy: Policy, images, labels=None, seed=0, epoch=0, index=0, progress=None):
+def apply_policy(policy: Policy, images, labels=None, seed=0, epoch=0, index=0, progress=None, *,
+                 batch_size=None, batches: int = 1):
     """Augment a uint8 batch [B, H, W, C] (C = 1 or 3) with `policy`.
 
     Works eagerly and inside ``Dataset.map`` after ``batch``. ``labels`` are required
@@ -392,6 +452,11 @@ def apply_policy(policy: Policy, images, labels=None, seed=0, epoch=0, index=0, 
         progress: the fraction of training done (a number or scalar tensor; default 0,
             the start): a scheduled policy applies ``policy.at(progress)``, with the same
             pixels; ignored by a policy without schedule.
+        batch_size, batches: ``images`` may hold up to ``batches`` consecutive batches of
+            ``batch_size`` images (the last may be shorter): batches ``index``, ``index + 1``,
+            ... of the epoch. Each gets the pixels it gets alone, in one call, which costs
+            much less than ``batches`` calls on small images (`pipeline.train_dataset` does
+            this). Not for MixUp/CutMix, which mix images within one batch.
 
     Returns:
         The augmented uint8 images, or ``(images, labels)`` when labels are passed.
@@ -434,6 +499,12 @@ def apply_policy(policy: Policy, images, labels=None, seed=0, epoch=0, index=0, 
         raise PolicyError(f"{named} mixes labels (MixUp/CutMix): pass one-hot labels")
     if policy.per_class and labels is None:
         raise PolicyError(f"per-class {named} needs labels: pass class ids [B] or one-hot labels [B, K]")
+    if isinstance(batches, bool) or not isinstance(batches, (int, np.integer)) or batches < 1:
+        raise PolicyError(f"batches must be a positive integer, got {batches!r}")
+    if batches > 1 and policy.uses_labels:
+        raise PolicyError(f"{named} mixes labels (MixUp/CutMix) within a batch: apply it to one batch at a time")
+    if batches > 1 and (isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)) or batch_size < 1):
+        raise PolicyError(f"batches > 1 needs the batch_size of each batch, got {batch_size!r}")
     if labels is not None:
         labels = tf.convert_to_tensor(labels)
         if policy.uses_labels and (labels.shape.rank != 2 or labels.shape[-1] == 1):
@@ -450,12 +521,19 @@ def apply_policy(policy: Policy, images, labels=None, seed=0, epoch=0, index=0, 
     else:
         ids = tf.zeros([n], tf.int32)
     t = policy_tensors(policy)
-    fn = _graph(structure, int(images.shape[-1]), policy.uses_labels)
+    fn = _graph(structure, int(images.shape[-1]), policy.uses_labels, int(batches))
     lab = tf.cast(labels, tf.float32) if policy.uses_labels else tf.zeros([n, 0])
+    if batches == 1:
+        keys, sizes = batch_key(seed, epoch, index)[None], n[None]
+    else:
+        tf.debugging.assert_less_equal(n, batches * batch_size,
+                                       message=f"more than {batches} batches of {batch_size} images")
+        keys = tf.stack([batch_key(seed, epoch, tf.cast(index, tf.int64) + b) for b in range(batches)])
+        sizes = tf.clip_by_value(n - batch_size * tf.range(batches), 0, batch_size)
     out, mixed = fn(images, lab, ids, tf.cast(progress, tf.float32), t["fractions"], t["interpolate"],
                     t["group_of"], t["group_start"], t["group_count"],
                     t["op_ids"], t["probs"], t["levels"], t["stage_probs"], t["stage_levels"],
-                    ops.range_table(policy.ranges), batch_key(seed, epoch, index))
+                    ops.range_table(policy.ranges), keys, sizes)
     if labels is None:
         return out
     return out, (mixed if policy.uses_labels else labels)

@@ -2,7 +2,8 @@
 
 Every op takes ``images`` (uint8 ``[B, H, W, C]``, C = 1 or 3), a per-image float
 parameter ``param`` (``[B]``, already converted from a level) and a stateless
-random ``key`` (int64 ``[2]``), and returns a uint8 batch of the same shape.
+random ``key`` (int64 ``[2]``, or `PerBatchKeys` for images of several batches), and
+returns a uint8 batch of the same shape.
 ``KERNELS`` maps each op of ``TABLE`` to its function; what a level means is data in
 ``autoaug.opspec``, re-exported here (``ops.TABLE``, ``ops.OPS``, ``ops.get_op``, ...).
 
@@ -13,7 +14,7 @@ tests/test_ops_pillow.py checks this on real images and docs/ops.md has the tabl
 from __future__ import annotations
 
 import math
-from typing import Callable
+from typing import Callable, NamedTuple
 
 import tensorflow as tf
 
@@ -83,6 +84,28 @@ def _apply_lut(images, lut):
 
 def _uniform(key, shape, minval=0.0, maxval=1.0):
     return tf.random.stateless_uniform(shape, seed=key, minval=minval, maxval=maxval)
+
+
+class PerBatchKeys(NamedTuple):
+    """The keys of consecutive batches (int64 ``[B, 2]``) and how many of a kernel's images
+    come from each (int32 ``[B]``; the images are in batch order). A kernel given these draws
+    each batch's numbers from that batch's key, as it would on that batch alone."""
+    keys: tf.Tensor
+    counts: tf.Tensor
+
+
+def _draw(draw, key, shape: list, axis: int):
+    """``draw(shape, seed=key)``; for `PerBatchKeys`, each batch's own draw along the image axis."""
+    if not isinstance(key, PerBatchKeys):
+        return draw(tf.stack(shape), seed=key)
+    parts = [draw(tf.stack(shape[:axis] + [key.counts[b]] + shape[axis + 1:]), seed=key.keys[b])
+             for b in range(key.keys.shape[0])]
+    return tf.concat(parts, axis)
+
+
+def _uniform_pairs(images, key):
+    """float32 [2, N]: two uniform numbers in [0, 1) per image."""
+    return _draw(tf.random.stateless_uniform, key, [2, tf.shape(images)[0]], 1)
 
 
 # --------------------------------------------------------------------------- photometric
@@ -232,7 +255,7 @@ def saturation(images, param, key):
 
 def gaussian_noise(images, param, key):
     """Add N(0, param) noise per pixel (param in 0..255 units)."""
-    noise = tf.random.stateless_normal(tf.shape(images), seed=key) * _per_image(param)
+    noise = _draw(tf.random.stateless_normal, key, tf.unstack(tf.shape(images)), 0) * _per_image(param)
     return _to_uint8_round(_f32(images) + noise)
 
 
@@ -421,7 +444,7 @@ def pad_crop(images, param, key):
     """
     h, w = _size(images, tf.float32)
     pad = tf.floor(param * tf.minimum(h, w) + 1e-4)
-    u = _uniform(key, [2, tf.shape(param)[0]])
+    u = _uniform_pairs(images, key)
     dx = tf.floor(u[0] * (2 * pad + 1)) - pad
     dy = tf.floor(u[1] * (2 * pad + 1)) - pad
     return _affine(images, _matrix(param, c=dx, f=dy), 0)
@@ -434,7 +457,7 @@ def cutout(images, param, key):
     """
     h, w = _size(images, tf.float32)
     size = tf.floor(param * tf.minimum(h, w) + 1e-4)
-    u = _uniform(key, [2, tf.shape(param)[0]])
+    u = _uniform_pairs(images, key)
     cy, cx = tf.floor(u[0] * h), tf.floor(u[1] * w)
     y0, x0 = cy - tf.floor(size / 2), cx - tf.floor(size / 2)
     ys = tf.cast(tf.range(tf.shape(images)[1]), tf.float32)[None, :, None]

@@ -3,7 +3,9 @@
 Data arrive as in-memory uint8 arrays (see `autoaug.data`), decoded once per process, or
 as streamed `ImageFiles`, whose paths are shuffled and then decoded in parallel, in order. Augmentation runs after batching, on the
 whole batch, with a stateless key derived from (seed, epoch, batch index); the
-result is identical whatever `num_parallel_calls` is.
+result is identical whatever `num_parallel_calls` is. Small images are augmented several
+consecutive batches per call (`augment.batches_per_call`), each with its own key, then split
+back into the same batches: the same pixels at a fraction of the per-call cost.
 """
 from __future__ import annotations
 
@@ -12,6 +14,7 @@ import math
 import numpy as np
 import tensorflow as tf
 
+from .augment import batches_per_call
 from .data.stream import ImageFiles
 from .policy import Policy, PolicyError
 
@@ -35,7 +38,6 @@ def train_dataset(x: np.ndarray, y: np.ndarray, policy: Policy, *, batch_size: i
     ``total_epochs``: the length of the training (default ``epochs``); a scheduled policy
     applies ``policy.at(epoch / total_epochs)`` in each epoch.
     """
-    steps = steps_per_epoch(len(x), batch_size)
     total = total_epochs if total_epochs is not None else epochs
     if policy.schedule is not None and (isinstance(total, bool) or not isinstance(total, (int, np.integer)) or total < 1):
         raise PolicyError("a scheduled policy needs total_epochs, the number of epochs of the training "
@@ -44,34 +46,46 @@ def train_dataset(x: np.ndarray, y: np.ndarray, policy: Policy, *, batch_size: i
     ds = tf.data.Dataset.from_tensor_slices((_elements(x), y))
     ds = ds.shuffle(len(x), seed=seed, reshuffle_each_iteration=True)
     ds = _decoded(ds, x)  # streamed files: the paths were shuffled, now decode them in parallel
-    ds = ds.batch(batch_size).repeat(epochs).enumerate()
+    height, width = ds.element_spec[0].shape[:2]
+    per_call = batches_per_call(policy, batch_size, height, width)
+    calls = steps_per_epoch(len(x), batch_size * per_call)  # per epoch; only an epoch's last is short
+    ds = ds.batch(batch_size * per_call).repeat(epochs).enumerate()
     if start_epoch:
-        ds = ds.skip(start_epoch * steps)
+        ds = ds.skip(start_epoch * calls)
 
     image_shape = ds.element_spec[1][0].shape  # [None, H, W, C]
 
-    def augment(g, batch):
+    def augment(c, batch):
         images, labels = batch
         labels = _labels(labels, num_classes, one_hot)
-        epoch, index = g // steps, g % steps
+        epoch, index = c // calls, (c % calls) * per_call
         progress = None if policy.schedule is None else tf.cast(epoch, tf.float32) / float(total)
+        kwargs = dict(seed=seed, epoch=epoch, index=index, progress=progress, batch_size=batch_size,
+                      batches=per_call)
         if policy.needs_labels:
-            images, labels = policy.apply(images, labels, seed=seed, epoch=epoch, index=index,
-                                          progress=progress)
+            images, labels = policy.apply(images, labels, **kwargs)
         else:
-            images = policy.apply(images, seed=seed, epoch=epoch, index=index, progress=progress)
+            images = policy.apply(images, **kwargs)
         # Policies keep the image size; saying so gives every policy the same element spec,
         # so that a process compiles its (XLA) training step once, not once per policy.
         images.set_shape(image_shape)
         return tf.cast(images, tf.float32), labels
 
     ds = ds.map(augment, num_parallel_calls=num_parallel_calls, deterministic=True)
+    if per_call > 1:
+        ds = ds.flat_map(lambda images, labels: _batches(images, labels, batch_size))
     # tf.data's default graph rewrites copy the whole function library on every iterator:
     # seconds for a large policy (AutoAugment's graph has ~13k nodes), and none of them applies
     # to this shuffle -> batch -> map -> prefetch chain. Off: the same batches, ~2x faster to start.
     options = tf.data.Options()
     options.experimental_optimization.apply_default_optimizations = False
     return ds.prefetch(tf.data.AUTOTUNE).with_options(options)
+
+
+def _batches(images, labels, batch_size: int) -> tf.data.Dataset:
+    """The consecutive batches of one call, one element each."""
+    starts = tf.data.Dataset.range(0, tf.cast(tf.shape(images)[0], tf.int64), batch_size)
+    return starts.map(lambda s: (images[s:s + batch_size], labels[s:s + batch_size]))
 
 
 def eval_dataset(x: np.ndarray, y: np.ndarray, *, batch_size: int, num_classes: int,

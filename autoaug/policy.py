@@ -458,14 +458,17 @@ class Policy:
     # ------------------------------------------------------------------ application
     # Delegates: `augment` (TensorFlow) depends on this module, never the reverse, so it
     # is imported only when a policy is applied and policies stay TensorFlow-free data.
-    def apply(self, images, labels=None, seed=0, epoch=0, index=0, progress=None):
-        """Augment a uint8 batch; see `autoaug.augment.apply_policy`.
+    def apply(self, images, labels=None, seed=0, epoch=0, index=0, progress=None, *,
+              batch_size=None, batches: int = 1):
+        """Augment a uint8 batch (or ``batches`` consecutive ones); see
+        `autoaug.augment.apply_policy`.
 
         ``progress`` (the fraction of training done) places a scheduled policy in its
         schedule. Returns ``(images, labels)`` when labels are passed, else the images.
         """
         from .augment import apply_policy
-        return apply_policy(self, images, labels, seed=seed, epoch=epoch, index=index, progress=progress)
+        return apply_policy(self, images, labels, seed=seed, epoch=epoch, index=index, progress=progress,
+                            batch_size=batch_size, batches=batches)
 
     def as_layer(self, seed: int = 0, **kwargs):
         """A Keras layer that applies this policy in training; see `autoaug.augment.PolicyLayer`

@@ -72,7 +72,8 @@ def test_pipeline_reproducible_whatever_parallelism(photos):
 
 def test_no_retrace_for_policies_of_the_same_shape(photos):
     y = np.arange(len(photos)) % 10
-    builtin("autoaugment-cifar10").apply(photos[:4])  # trace once for this shape
+    builtin("autoaugment-cifar10").apply(photos[:4])  # trace once for this shape, alone
+    next(iter(train_dataset(photos, y, builtin("autoaugment-cifar10"), batch_size=16, num_classes=10)))  # and per call of several batches
     before = augment.tracing_count()
     rng = np.random.RandomState(0)
     for trial in range(5):
@@ -145,3 +146,61 @@ def test_fresh_process_builds_two_pipelines():
             "    assert sum(len(b) for b in ds) == 16\n")
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr[-2000:]
+
+
+def _drawing_policy():
+    """Sub-policies with every op that draws (Cutout, PadCrop, GaussianNoise) beside warps and
+    point ops, then single-step stages."""
+    subs = ((Step("Cutout", 0.8, 6), Step("Rotate", 0.5, 7)), (Step("PadCrop", 0.9, 5), Step("Equalize", 0.6, 0)),
+            (Step("GaussianNoise", 0.7, 4), Step("Color", 0.5, 8)), (Step("ShearX", 0.6, 9), Step("Invert", 0.3, 0)))
+    return Policy(subs).with_stages(["flip", "policy", Step("PadCrop", 1.0, 4), Step("Cutout", 1.0, 4)])
+
+
+@pytest.mark.parametrize("name", ["drawing", "autoaugment-cifar10", "randaugment-n2-m9", "per-class"])
+def test_several_batches_per_call_give_each_batch_its_own_pixels(photos, name):
+    if name == "drawing":
+        policy = _drawing_policy()
+    elif name == "per-class":
+        policy = Policy.from_dict({**_drawing_policy().to_dict(), "class_policies": [
+            {"classes": [1, 2], "sub_policies": [[["Solarize", 0.9, 5], ["Cutout", 0.5, 3]]]}]})
+    else:
+        policy = builtin(name)
+    y = np.arange(len(photos)) % 10
+    batch, batches = 48, 6  # 208 images: 4 batches of 48 and one of 16, and a 6th that is empty
+    kwargs = dict(seed=5, epoch=3, index=7)
+    labels = (y,) if policy.needs_labels else ()
+    together = policy.apply(photos, *labels, **kwargs, batch_size=batch, batches=batches)
+    together = (together[0] if labels else together).numpy()
+    for b, start in enumerate(range(0, len(photos), batch)):
+        part = (y[start:start + batch],) if labels else ()
+        alone = policy.apply(photos[start:start + batch], *part, seed=5, epoch=3, index=7 + b)
+        alone = (alone[0] if labels else alone).numpy()
+        assert np.array_equal(together[start:start + batch], alone), f"batch {b} differs"
+    assert not np.array_equal(together, photos)
+
+
+def test_several_batches_per_call_refused_for_label_mixing_and_without_batch_size(photos):
+    mixup = builtin("standard").with_stages(["flip", Step("MixUp", 1.0, 10)])
+    with pytest.raises(PolicyError, match="within a batch"):
+        mixup.apply(photos[:32], tf.one_hot(np.arange(32) % 10, 10), batch_size=16, batches=2)
+    with pytest.raises(PolicyError, match="needs the batch_size"):
+        builtin("standard").apply(photos[:32], batches=2)
+    with pytest.raises(PolicyError, match="batches must be a positive integer"):
+        builtin("standard").apply(photos[:32], batch_size=16, batches=0)
+
+
+def test_pipeline_batches_are_the_same_whatever_the_batches_per_call(photos, monkeypatch):
+    policy = _drawing_policy()
+    y = np.arange(len(photos)) % 10
+    assert augment.batches_per_call(policy, 32, 32, 32) > 1  # 208 images: 6 batches of 32 and one of 16
+    args = dict(batch_size=32, num_classes=10, seed=2, epochs=3)
+    several = _epochs(train_dataset(photos, y, policy, **args), 21)
+    resumed = _epochs(train_dataset(photos, y, policy, **args, start_epoch=1), 14)
+    monkeypatch.setattr(augment, "MAX_BATCHES_PER_CALL", 1)
+    assert augment.batches_per_call(policy, 32, 32, 32) == 1
+    one = _epochs(train_dataset(photos, y, policy, **args), 30)
+    assert len(several) == len(one) == 21 and [len(b[0]) for b in one[:7]] == [32] * 6 + [16]
+    for (xa, ya), (xb, yb) in zip(several, one):
+        assert np.array_equal(xa, xb) and np.array_equal(ya, yb)
+    for (xa, _), (xb, _) in zip(resumed, one[7:]):
+        assert np.array_equal(xa, xb)

@@ -221,6 +221,8 @@ def test_one_trace_for_every_class_mapping(mnist):
     x, y = mnist
     one_hot = tf.one_hot(y, 10)
     PER_CLASS.apply(x, y)  # trace once for this structure (policy stage of 1 step)
+    per_call = augment.batches_per_call(PER_CLASS, 16, *x.shape[1:3])
+    PER_CLASS.apply(x, y, batch_size=16, batches=per_call)  # and once as train_dataset calls it
     before = augment.tracing_count()
     other = Policy(
         (_step("Rotate", 4), _step("Invert")),

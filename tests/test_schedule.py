@@ -203,7 +203,8 @@ def test_one_trace_for_schedules_of_one_structure(images):
 def test_training_pipeline_at_epoch_e_applies_policy_at_e_over_epochs(images):
     y = np.arange(len(images)) % 10
     epochs, batch, steps = 4, 12, 2
-    LINEAR.apply(images[:4])
+    per_call = augment.batches_per_call(LINEAR, batch, *images.shape[1:3])
+    LINEAR.apply(images[:4], batch_size=batch, batches=per_call)  # the pipeline's graph, traced once
     before = augment.tracing_count()
     scheduled = list(train_dataset(images, y, LINEAR, batch_size=batch, num_classes=10, seed=7, epochs=epochs,
                                    total_epochs=epochs))
