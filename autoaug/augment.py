@@ -112,7 +112,7 @@ XLA_MIN_PIXELS = 64 * 64
 # whatever the number of images), so `train_dataset` augments several consecutive batches per
 # call (`batches_per_call`), up to this many pixels and this many batches.
 CALL_PIXELS = 2048 * 32 * 32
-MAX_BATCHES_PER_CALL = 8
+MAX_BATCHES_PER_CALL = 16
 _COMPILED = [tf.function(apply, jit_compile=True, autograph=False) for _, _, apply in ops.FUSED_GROUPS]
 _LOCAL_INDEX = []  # per group: op index -> its position in the group's list
 for _names, _, _ in ops.FUSED_GROUPS:
