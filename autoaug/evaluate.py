@@ -69,8 +69,11 @@ class Evaluation:
             lines.append(self.fidelity_text())
         shrink = self.pairing_shrink()
         if shrink is not None:
+            # a paired sd of 0 (a policy against itself, e.g. a search that froze the reference)
+            # gives no ratio worth printing
+            ratio = f" ({shrink[1] / shrink[0]:.1f}x narrower intervals)" if shrink[0] >= 0.005 else ""
             lines.append(f"pairing by seed: sd of the differences {shrink[0]:.2f} points paired, "
-                         f"{shrink[1]:.2f} unpaired ({shrink[1] / max(shrink[0], 1e-9):.1f}x narrower intervals)")
+                         f"{shrink[1]:.2f} unpaired{ratio}")
         return "\n".join(lines)
 
     def fidelity_text(self) -> str:

@@ -100,6 +100,12 @@ def test_summary_reference_is_the_best_baseline_and_verdicts_follow_the_interval
             f"standard +4.00 [+4.00, +4.00] better") in table
     assert "paired gap to none:" not in Evaluation(rows, *summarize(rows, "none")).table()
 
+    # a search that froze the reference itself: identical runs, no ratio of sds to print
+    same = [{**r, "policy": "searched"} for r in rows if r["policy"] == "none"]
+    line = Evaluation(same + rows[:3], *summarize(same + rows[:3], "none")).table().splitlines()[-1]
+    assert line.startswith("pairing by seed: sd of the differences 0.00 points paired, ")
+    assert line.endswith(" unpaired") and "narrower" not in line
+
 
 def test_seeds_and_policies_are_checked():
     assert parse_seeds("3") == [0, 1, 2] and parse_seeds("0,3,4") == [0, 3, 4]
