@@ -44,6 +44,11 @@ def tracing_count() -> int:
     return sum(fn.experimental_get_tracing_count() for fn in _GRAPHS.values())
 
 
+def positive_int(value) -> bool:
+    """Whether `value` is an integer >= 1 (a Python or NumPy int, not a bool)."""
+    return not isinstance(value, bool) and isinstance(value, (int, np.integer)) and value >= 1
+
+
 def batch_key(seed, epoch=0, index=0) -> tf.Tensor:
     """The stateless key of one batch: derived from (seed, epoch, batch index)."""
     key = ops.seed_key(seed)
@@ -499,11 +504,11 @@ def apply_policy(policy: Policy, images, labels=None, seed=0, epoch=0, index=0, 
         raise PolicyError(f"{named} mixes labels (MixUp/CutMix): pass one-hot labels")
     if policy.per_class and labels is None:
         raise PolicyError(f"per-class {named} needs labels: pass class ids [B] or one-hot labels [B, K]")
-    if isinstance(batches, bool) or not isinstance(batches, (int, np.integer)) or batches < 1:
+    if not positive_int(batches):
         raise PolicyError(f"batches must be a positive integer, got {batches!r}")
     if batches > 1 and policy.uses_labels:
         raise PolicyError(f"{named} mixes labels (MixUp/CutMix) within a batch: apply it to one batch at a time")
-    if batches > 1 and (isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)) or batch_size < 1):
+    if batches > 1 and not positive_int(batch_size):
         raise PolicyError(f"batches > 1 needs the batch_size of each batch, got {batch_size!r}")
     if labels is not None:
         labels = tf.convert_to_tensor(labels)
@@ -571,7 +576,7 @@ class PolicyLayer(keras.layers.Layer):
                               "(Policy.apply(images, labels)), not in a layer")
         self.seed = int(seed)
         for name, value in (("steps_per_epoch", steps_per_epoch), ("total_epochs", total_epochs)):
-            if value is not None and (isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1):
+            if value is not None and not positive_int(value):
                 raise PolicyError(f"{name} must be a positive integer or None, got {value!r}")
         self.steps_per_epoch = None if steps_per_epoch is None else int(steps_per_epoch)
         self.total_epochs = None if total_epochs is None else int(total_epochs)

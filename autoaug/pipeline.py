@@ -14,7 +14,7 @@ import math
 import numpy as np
 import tensorflow as tf
 
-from .augment import batches_per_call
+from .augment import batches_per_call, positive_int
 from .data.stream import ImageFiles
 from .policy import Policy, PolicyError
 
@@ -39,7 +39,7 @@ def train_dataset(x: np.ndarray, y: np.ndarray, policy: Policy, *, batch_size: i
     applies ``policy.at(epoch / total_epochs)`` in each epoch.
     """
     total = total_epochs if total_epochs is not None else epochs
-    if policy.schedule is not None and (isinstance(total, bool) or not isinstance(total, (int, np.integer)) or total < 1):
+    if policy.schedule is not None and not positive_int(total):
         raise PolicyError("a scheduled policy needs total_epochs, the number of epochs of the training "
                           f"(its progress is epoch / total_epochs), got {total!r}")
     one_hot = one_hot or policy.uses_labels
