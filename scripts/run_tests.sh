@@ -48,4 +48,5 @@ echo "run_tests: chromium $(command -v chromium || echo "${AUTOAUG_CHROMIUM:-}")
 
 bash scripts/setup_venv.sh
 export TF_CPP_MIN_LOG_LEVEL=2
-exec .venv/bin/python -m pytest -n "${AUTOAUG_TEST_WORKERS:-2}" --dist worksteal "$@"
+# --durations: the slowest tests, printed at the end, are where to cut when CI nears its 30 minutes
+exec .venv/bin/python -m pytest -n "${AUTOAUG_TEST_WORKERS:-2}" --dist worksteal --durations=25 "$@"
