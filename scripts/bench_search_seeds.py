@@ -49,11 +49,17 @@ COLUMNS = ["search_seed", "policy_hash", "policy", "search_cpu_s", "search_wall_
            "finished_at"]
 
 
-def autoaug(*args: str) -> float:
-    """Run one CLI command as a child process; its CPU-seconds (user + system)."""
+def cli(*args: str, **kwargs) -> subprocess.Popen:
+    """`autoaug ARGS` of this checkout, as a child process."""
+    return subprocess.Popen([sys.executable, "-m", "autoaug.cli", *args], cwd=ROOT,
+                            env={**os.environ, "PYTHONPATH": str(ROOT)}, **kwargs)
+
+
+def run_cli(*args: str) -> float:
+    """Run one CLI command to its end; its CPU-seconds (user + system)."""
     before = os.times()
-    proc = subprocess.run([sys.executable, "-m", "autoaug.cli", *args], cwd=ROOT,
-                          env={**os.environ, "PYTHONPATH": str(ROOT)})
+    proc = cli(*args)
+    proc.wait()
     if proc.returncode:
         sys.exit(f"bench_search_seeds: `autoaug {' '.join(args)}` failed (exit {proc.returncode})")
     after = os.times()
@@ -77,9 +83,9 @@ def search_one(experiment: str, seed: int, runs_dir: Path, name: str) -> dict:
     out = runs_dir / f"{name}_s{seed}_policy.json"
     resumed = (runs_dir / f"{name}_s{seed}.journal").exists()
     start = time.time()
-    cpu = autoaug("search", experiment, *sets)
+    cpu = run_cli("search", experiment, *sets)
     wall = time.time() - start
-    autoaug("best", "--experiment", experiment, "--tracking-uri", sets[-1].split("=", 1)[1], "--out", str(out))
+    run_cli("best", "--experiment", experiment, "--tracking-uri", sets[-1].split("=", 1)[1], "--out", str(out))
     policy = Policy.from_json(out.read_text())
     return {"search_seed": seed, "policy_hash": policy.digest(), "policy": policy.summary(),
             "search_cpu_s": f"{cpu:.0f}", "search_wall_s": f"{wall:.0f}", "code": code_version(),
@@ -90,10 +96,8 @@ def search_one(experiment: str, seed: int, runs_dir: Path, name: str) -> dict:
 def evaluate_one(experiment: str, sets: list[str], seeds: list[int], workers: int, csv_path: str) -> None:
     """`autoaug evaluate --from-study`, the seeds dealt round-robin over `workers` processes."""
     groups = [seeds[i::workers] for i in range(workers) if seeds[i::workers]]
-    procs = [subprocess.Popen([sys.executable, "-m", "autoaug.cli", "evaluate", experiment, *sets, "--from-study",
-                               "--seeds", ",".join(map(str, g)), "--csv", csv_path],
-                              cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)}, stdout=subprocess.DEVNULL)
-             for g in groups]
+    procs = [cli("evaluate", experiment, *sets, "--from-study", "--seeds", ",".join(map(str, g)), "--csv", csv_path,
+                 stdout=subprocess.DEVNULL) for g in groups]
     if any(p.wait() for p in procs):
         sys.exit("bench_search_seeds: an evaluation failed (its error is above); run again to resume it")
 
