@@ -98,7 +98,7 @@ def evaluate_one(experiment: str, sets: list[str], seeds: list[int], workers: in
     groups = [seeds[i::workers] for i in range(workers) if seeds[i::workers]]
     procs = [cli("evaluate", experiment, *sets, "--from-study", "--seeds", ",".join(map(str, g)), "--csv", csv_path,
                  stdout=subprocess.DEVNULL) for g in groups]
-    if any(p.wait() for p in procs):
+    if any([p.wait() for p in procs]):  # a list: wait for every process, not only up to a failed one
         sys.exit("bench_search_seeds: an evaluation failed (its error is above); run again to resume it")
 
 
@@ -162,6 +162,8 @@ def main(argv=None) -> int:
     ap.add_argument("--target", type=float, default=1.0, help="the gain a search should reach, in points")
     ap.add_argument("--report", action="store_true", help="only print the table from the CSVs")
     args = ap.parse_args(argv)
+    # the children run in this checkout: give them the paths as this process sees them
+    args.experiment, args.csv, args.costs = (str(Path(p).resolve()) for p in (args.experiment, args.csv, args.costs))
     try:
         eval_seeds = parse_seeds(args.eval_seeds)
         exp = load_experiment(args.experiment)
