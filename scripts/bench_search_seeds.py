@@ -94,9 +94,10 @@ def search_one(experiment: str, seed: int, runs_dir: Path, name: str) -> dict:
 
 
 def evaluate_one(experiment: str, sets: list[str], seeds: list[int], workers: int, csv_path: str) -> None:
-    """`autoaug evaluate --from-study`, the seeds dealt round-robin over `workers` processes."""
+    """`autoaug evaluate --from-study`, the seeds dealt round-robin over `workers` processes
+    (each as a list, "3," not "3": a lone number would be a count of seeds)."""
     groups = [seeds[i::workers] for i in range(workers) if seeds[i::workers]]
-    procs = [cli("evaluate", experiment, *sets, "--from-study", "--seeds", ",".join(map(str, g)), "--csv", csv_path,
+    procs = [cli("evaluate", experiment, *sets, "--from-study", "--seeds", ",".join(map(str, g)) + ",", "--csv", csv_path,
                  stdout=subprocess.DEVNULL) for g in groups]
     if any([p.wait() for p in procs]):  # a list: wait for every process, not only up to a failed one
         sys.exit("bench_search_seeds: an evaluation failed (its error is above); run again to resume it")
@@ -153,7 +154,7 @@ def report(experiment: str, csv_path: str, costs_path: str, eval_seeds: list[int
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("experiment")
-    ap.add_argument("--search-seeds", default="3", help="a count (3: seeds 0-2) or a list (3,4,5)")
+    ap.add_argument("--search-seeds", default="3", help="a count (3: seeds 0-2) or a list (3,4,5; one seed: 4,)")
     ap.add_argument("--eval-seeds", default="5", help="paired test seeds per frozen policy")
     ap.add_argument("--csv", required=True, help="evaluate's resumable CSV")
     ap.add_argument("--costs", required=True, help="one row per finished search (resumable)")
