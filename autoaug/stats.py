@@ -31,6 +31,18 @@ class PairedGap:
                 f"[{self.low:+.2f}, {self.high:+.2f}] (95% CI, {self.n} paired seeds)")
 
 
+def mean_interval(values: list[float]) -> tuple[float, float, float, float]:
+    """(mean, sd, low, high): the mean of two or more values with its 95% Student-t interval.
+
+    >>> [round(x, 2) for x in mean_interval([1.0, 1.5, 0.5])]
+    [1.0, 0.5, -0.24, 2.24]
+    """
+    from scipy import stats
+    mean, sd = statistics.fmean(values), statistics.stdev(values)
+    half = float(stats.t.ppf(0.975, len(values) - 1)) * sd / math.sqrt(len(values))
+    return mean, sd, mean - half, mean + half
+
+
 def paired_gap(policy: dict, reference: dict) -> PairedGap:
     """The gap of `policy` to `reference` ({seed: accuracy}) on their common seeds.
 
@@ -41,19 +53,16 @@ def paired_gap(policy: dict, reference: dict) -> PairedGap:
     >>> round(g.mean, 3), round(g.low, 2), round(g.high, 2), g.verdict
     (1.0, -0.24, 2.24, 'not distinguishable')
     """
-    from scipy import stats
     seeds = sorted(set(policy) & set(reference))
     diffs = [policy[s] - reference[s] for s in seeds]
     n = len(diffs)
     if n == 0:
         return PairedGap(0, math.nan, math.nan, math.nan, math.nan, math.nan)
-    mean = statistics.fmean(diffs)
     if n < 2:
-        return PairedGap(1, mean, math.nan, math.nan, math.nan, math.nan)
-    sd = statistics.stdev(diffs)
-    half = float(stats.t.ppf(0.975, n - 1)) * sd / math.sqrt(n)
+        return PairedGap(1, diffs[0], math.nan, math.nan, math.nan, math.nan)
+    mean, sd, low, high = mean_interval(diffs)
     cross = [policy[a] - reference[b] for a in seeds for b in seeds if a != b]
-    return PairedGap(n, mean, sd, mean - half, mean + half, statistics.stdev(cross))
+    return PairedGap(n, mean, sd, low, high, statistics.stdev(cross))
 
 
 def spearman(xs: list[float], ys: list[float]) -> float:

@@ -27,7 +27,6 @@ from __future__ import annotations
 import argparse
 import csv
 import datetime as dt
-import math
 import os
 import platform
 import statistics
@@ -42,7 +41,7 @@ sys.path.insert(0, str(ROOT))
 from autoaug.config import ConfigError, load_experiment  # noqa: E402
 from autoaug.evaluate import parse_seeds, read_rows, setting_key  # noqa: E402
 from autoaug.policy import Policy  # noqa: E402
-from autoaug.stats import paired_gap  # noqa: E402
+from autoaug.stats import mean_interval, paired_gap  # noqa: E402
 
 MACHINE = f"{os.cpu_count()} CPU cores, {platform.platform(terse=True)}, Python {platform.python_version()}"
 COLUMNS = ["search_seed", "policy_hash", "policy", "search_cpu_s", "search_wall_s", "code", "machine", "note",
@@ -132,20 +131,17 @@ def report(experiment: str, csv_path: str, costs_path: str, eval_seeds: list[int
     for row in read_rows(costs_path):
         acc = by_hash.get(row["policy_hash"], {})
         g = paired_gap(acc, ref)
+        head = f"{row['search_seed']:>11}  {row['policy_hash']:<14}{float(row['search_cpu_s']) / 60:>8.1f}"
         if g.n < len(eval_seeds):
-            lines.append(f"{row['search_seed']:>11}  {row['policy_hash']:<14}{float(row['search_cpu_s']) / 60:>8.1f}"
-                         f"  {g.n} of {len(eval_seeds)} test seeds done")
+            lines.append(f"{head}  {g.n} of {len(eval_seeds)} test seeds done")
             continue
         gains.append(g.mean)
-        lines.append(f"{row['search_seed']:>11}  {row['policy_hash']:<14}{float(row['search_cpu_s']) / 60:>8.1f}"
-                     f"  {statistics.fmean(acc.values()):>7.2f}  {g.mean:+.2f} [{g.low:+.2f}, {g.high:+.2f}] {g.verdict}"
-                     + (f"  ({row['note']})" if row["note"] else ""))
+        lines.append(f"{head}  {statistics.fmean(acc.values()):>7.2f}  {g.mean:+.2f} [{g.low:+.2f}, {g.high:+.2f}] "
+                     f"{g.verdict}" + (f"  ({row['note']})" if row["note"] else ""))
     lines.append(f"{best}: {statistics.fmean(ref.values()):.2f} % over {len(ref)} test seeds")
     if len(gains) >= 2:
-        from scipy import stats
-        mean, sd = statistics.fmean(gains), statistics.stdev(gains)
-        half = float(stats.t.ppf(0.975, len(gains) - 1)) * sd / math.sqrt(len(gains))
-        lines.append(f"over {len(gains)} search seeds: gain {mean:+.2f} [{mean - half:+.2f}, {mean + half:+.2f}] "
+        mean, sd, low, high = mean_interval(gains)
+        lines.append(f"over {len(gains)} search seeds: gain {mean:+.2f} [{low:+.2f}, {high:+.2f}] "
                      f"(95% t-interval), sd {sd:.2f} between searches; {sum(g >= target for g in gains)} of "
                      f"{len(gains)} reach {target:+.1f}, {sum(g > 0 for g in gains)} gain")
     return "\n".join(lines)
@@ -168,6 +164,7 @@ def main(argv=None) -> int:
     try:
         eval_seeds = parse_seeds(args.eval_seeds)
         exp = load_experiment(args.experiment)
+        setting = setting_key(exp)
         if not args.report:
             runs_dir = Path(args.runs_dir).resolve()
             runs_dir.mkdir(parents=True, exist_ok=True)
@@ -176,7 +173,7 @@ def main(argv=None) -> int:
                     append_row(args.costs, search_one(args.experiment, seed, runs_dir, exp.name))
                 row = next(r for r in read_rows(args.costs) if int(r["search_seed"]) == seed)
                 finished = {int(r["seed"]) for r in read_rows(args.csv)
-                            if r["policy_hash"] == row["policy_hash"] and r["setting"] == setting_key(exp)}
+                            if r["policy_hash"] == row["policy_hash"] and r["setting"] == setting}
                 if not set(eval_seeds) <= finished:
                     evaluate_one(args.experiment, study_sets(seed, runs_dir, exp.name), eval_seeds, args.workers,
                                  args.csv)
