@@ -71,14 +71,15 @@ def code_version() -> str:
     return out.stdout.strip() + ("+edits" if dirty.stdout.strip() else "") if out.returncode == 0 else "unknown"
 
 
-def study_sets(seed: int, runs_dir: Path, name: str) -> list[str]:
-    """The overrides that give search seed `seed` its own journal and MLflow store."""
-    return ["--set", f"seed={seed}", "--set", f"storage=journal:{runs_dir / f'{name}_s{seed}.journal'}",
+def study_sets(seed: int, runs_dir: Path, name: str, overrides: list[str] = ()) -> list[str]:
+    """The user's --set overrides, then those that give search seed `seed` its own journal and
+    MLflow store."""
+    return [a for item in overrides for a in ("--set", item)] + ["--set", f"seed={seed}", "--set", f"storage=journal:{runs_dir / f'{name}_s{seed}.journal'}",
             "--set", f"tracking_uri=sqlite:///{runs_dir / f'{name}_s{seed}.db'}"]
 
 
-def search_one(experiment: str, seed: int, runs_dir: Path, name: str) -> dict:
-    sets = study_sets(seed, runs_dir, name)
+def search_one(experiment: str, seed: int, runs_dir: Path, name: str, overrides: list[str]) -> dict:
+    sets = study_sets(seed, runs_dir, name, overrides)
     out = runs_dir / f"{name}_s{seed}_policy.json"
     resumed = (runs_dir / f"{name}_s{seed}.journal").exists()
     start = time.time()
@@ -88,7 +89,8 @@ def search_one(experiment: str, seed: int, runs_dir: Path, name: str) -> dict:
     policy = Policy.from_json(out.read_text())
     return {"search_seed": seed, "policy_hash": policy.digest(), "policy": policy.summary(),
             "search_cpu_s": f"{cpu:.0f}", "search_wall_s": f"{wall:.0f}", "code": code_version(),
-            "machine": MACHINE, "note": "resumed: CPU of the last segment only" if resumed else "",
+            "machine": MACHINE,
+            "note": "; ".join([*(f"--set {o}" for o in overrides), *(["resumed: CPU of the last segment only"] if resumed else [])]),
             "finished_at": dt.datetime.now().isoformat(timespec="seconds")}
 
 
@@ -111,8 +113,9 @@ def append_row(path: str, row: dict) -> None:
         w.writerow(row)
 
 
-def report(experiment: str, csv_path: str, costs_path: str, eval_seeds: list[int], target: float) -> str:
-    exp = load_experiment(experiment)
+def report(experiment: str, overrides: list[str], csv_path: str, costs_path: str, eval_seeds: list[int],
+           target: float) -> str:
+    exp = load_experiment(experiment, overrides)
     setting = setting_key(exp)
     runs = [r for r in read_rows(csv_path) if r["setting"] == setting and int(r["seed"]) in eval_seeds]
     by_hash: dict[str, dict[int, float]] = {}
@@ -158,27 +161,32 @@ def main(argv=None) -> int:
     ap.add_argument("--workers", type=int, default=2, help="evaluation processes in parallel")
     ap.add_argument("--target", type=float, default=1.0, help="the gain a search should reach, in points")
     ap.add_argument("--report", action="store_true", help="only print the table from the CSVs")
+    ap.add_argument("--set", action="append", default=[], metavar="KEY.PATH=VALUE",
+                    help="an experiment override for every search and evaluation (a variant: give it its own --costs)")
     args = ap.parse_args(argv)
     # the children run in this checkout: give them the paths as this process sees them
     args.experiment, args.csv, args.costs = (str(Path(p).resolve()) for p in (args.experiment, args.csv, args.costs))
     try:
         eval_seeds = parse_seeds(args.eval_seeds)
-        exp = load_experiment(args.experiment)
+        exp = load_experiment(args.experiment, args.set)
         setting = setting_key(exp)
         if not args.report:
             runs_dir = Path(args.runs_dir).resolve()
             runs_dir.mkdir(parents=True, exist_ok=True)
-            for seed in parse_seeds(args.search_seeds):
+            seeds = parse_seeds(args.search_seeds)
+            for seed in seeds:
                 if seed not in {int(r["search_seed"]) for r in read_rows(args.costs)}:
-                    append_row(args.costs, search_one(args.experiment, seed, runs_dir, exp.name))
+                    append_row(args.costs, search_one(args.experiment, seed, runs_dir, exp.name, args.set))
                 row = next(r for r in read_rows(args.costs) if int(r["search_seed"]) == seed)
                 finished = {int(r["seed"]) for r in read_rows(args.csv)
                             if r["policy_hash"] == row["policy_hash"] and r["setting"] == setting}
                 if not set(eval_seeds) <= finished:
-                    evaluate_one(args.experiment, study_sets(seed, runs_dir, exp.name), eval_seeds, args.workers,
-                                 args.csv)
-                    print(report(args.experiment, args.csv, args.costs, eval_seeds, args.target), flush=True)
-        print(report(args.experiment, args.csv, args.costs, eval_seeds, args.target))
+                    evaluate_one(args.experiment, study_sets(seed, runs_dir, exp.name, args.set), eval_seeds,
+                                 args.workers, args.csv)
+                    if seed != seeds[-1]:  # progress; the last seed's table is printed below
+                        print(report(args.experiment, args.set, args.csv, args.costs, eval_seeds, args.target),
+                              flush=True)
+        print(report(args.experiment, args.set, args.csv, args.costs, eval_seeds, args.target))
     except ConfigError as e:
         print(f"bench_search_seeds: {e}", file=sys.stderr)
         return 2
