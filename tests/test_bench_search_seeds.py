@@ -71,7 +71,15 @@ def test_searches_and_evaluations_already_done_are_not_run_again(tmp_path):
     out = _run(tmp_path, path, "--search-seeds", "0,1,2", "--runs-dir", str(tmp_path / "runs"))
     assert out.returncode == 0, out.stderr
     assert not list((tmp_path / "runs").iterdir())  # no search, no journal, no evaluation
-    assert "over 3 search seeds" in out.stdout
+    assert out.stdout.count("over 3 search seeds") == 1  # the table once, not once more as progress
+
+
+def test_set_overrides_reach_the_report(tmp_path):
+    path = _files(tmp_path)
+    same = _run(tmp_path, path, "--report", "--set", "selection.top_k=3")  # selection does not change a run
+    assert same.returncode == 0 and "over 3 search seeds" in same.stdout, same.stderr
+    other = _run(tmp_path, path, "--report", "--set", "training.epochs=2")  # another setting: no runs of it
+    assert other.returncode == 2 and "holds no run of the baselines" in other.stderr
 
 
 def test_an_unfinished_evaluation_is_reported_as_such(tmp_path):
