@@ -260,6 +260,34 @@ class Policy:
         return Policy(self.sub_policies, tuple(stages), self.ranges, self.name, dict(self.meta),
                       class_policies=self.class_policies)
 
+    def canonical(self) -> "Policy":
+        """The same augmentation, spelled one way: a sub-policy step that cannot change a pixel
+        (probability 0, or Identity) is written ``Identity p=0 L=0``, and an op without a
+        magnitude gets level 0. The pixels stay the same for every seed; the digest no longer
+        tells apart spellings of one augmentation, so a search trains it once and selection
+        does not spend seeds on a twin. A scheduled policy is returned as it is.
+
+        >>> a = Policy(((Step("ShearX", 0.0, 8.0),), (Step("AutoContrast", 0.4, 7.0),)))
+        >>> b = Policy(((Step("Brightness", 0.0, 6.0),), (Step("AutoContrast", 0.4, 2.0),)))
+        >>> a.digest() == b.digest(), a.canonical().digest() == b.canonical().digest()
+        (False, True)
+        >>> str(a.canonical().sub_policies[0][0]), str(a.canonical().sub_policies[1][0])
+        ('Identity p=0 L=0', 'AutoContrast p=0.4 L=0')
+        """
+        def step(s: Step) -> Step:
+            if s.p == 0 or s.op == "Identity":
+                return Step("Identity", 0.0, 0.0)
+            return s if opspec.OPS[s.op].has_level else Step(s.op, s.p, 0.0)
+
+        def subs(sub_policies) -> tuple:
+            return tuple(tuple(step(s) for s in sp) for sp in sub_policies)
+
+        if self.schedule is not None:  # keyframes interpolate step by step: their spelling must stay
+            return self
+        groups = tuple(ClassPolicy(g.classes, subs(g.sub_policies)) for g in self.class_policies)
+        return Policy(subs(self.sub_policies), self.stages, self.ranges, self.name, dict(self.meta),
+                      class_policies=groups)
+
     # ------------------------------------------------------------------ schedules
     @classmethod
     def scheduled(cls, keyframes, mode: str = "step", name: str | None = None,

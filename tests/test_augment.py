@@ -204,3 +204,14 @@ def test_pipeline_batches_are_the_same_whatever_the_batches_per_call(photos, mon
         assert np.array_equal(xa, xb) and np.array_equal(ya, yb)
     for (xa, _), (xb, _) in zip(resumed, one[7:]):
         assert np.array_equal(xa, xb)
+
+
+def test_canonical_spelling_keeps_the_pixels():
+    """Policy.canonical rewrites steps that cannot change a pixel; for a seed, every image is the same."""
+    images = tf.constant(np.random.default_rng(0).integers(0, 256, (48, 32, 32, 3)), tf.uint8)
+    policy = Policy(((Step("ShearX", 0.0, 8.0),), (Step("Identity", 0.9, 4.0), Step("SolarizeAdd", 0.5, 10.0)),
+                     (Step("AutoContrast", 0.7, 3.0), Step("Rotate", 0.6, 4.0)))).with_stages(["policy", "cutout"])
+    canonical = policy.canonical()
+    assert canonical.digest() != policy.digest()
+    assert [str(s) for s in canonical.sub_policies[1]] == ["Identity p=0 L=0", "SolarizeAdd p=0.5 L=10"]
+    assert np.array_equal(policy.apply(images, seed=5).numpy(), canonical.apply(images, seed=5).numpy())

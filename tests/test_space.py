@@ -69,7 +69,7 @@ def test_stage_magnitudes_must_be_listed_stages_with_a_level(bad):
 
 def test_per_class_space_samples_one_group_per_class():
     space = space_from_dict({**BASE, "per_class": True})
-    suggest = FirstChoice(**{"c2.sp1.step0.op": "Invert"})
+    suggest = FirstChoice(**{"c2.sp1.step0.op": "Invert", "c2.sp1.step0.p": 0.5})
     policy = space.sample(suggest, num_classes=3)
     assert policy.per_class and not policy.sub_policies
     assert [g.classes for g in policy.class_policies] == [(0,), (1,), (2,)]
@@ -77,6 +77,20 @@ def test_per_class_space_samples_one_group_per_class():
     assert {"c0.sp0.step0.op", "c2.sp1.step0.level"} <= set(suggest.asked)
     with pytest.raises(ConfigError, match="number of classes"):
         space.sample(FirstChoice())
+
+
+def test_spellings_of_one_augmentation_sample_as_one_policy():
+    """A step that never runs (p=0) and the level of an op without magnitude do not change the
+    pixels: the sampled policies are the same policy (one digest, one training)."""
+    space = space_from_dict({**BASE, "ops": ["Rotate", "Invert"]})
+    a = space.sample(FirstChoice(**{"sp0.step0.op": "Rotate", "sp1.step0.op": "Invert", "sp1.step0.p": 0.3}))
+    b = space.sample(FirstChoice(**{"sp0.step0.op": "Invert", "sp1.step0.op": "Invert", "sp1.step0.p": 0.3,
+                                    "sp1.step0.level": 7}))
+    assert a == b and a.digest() == b.digest()
+    assert [str(sp[0]) for sp in a.sub_policies] == ["Identity p=0 L=0", "Invert p=0.3 L=0"]
+    c = space.sample(FirstChoice(**{"sp0.step0.op": "Rotate", "sp0.step0.p": 0.3, "sp1.step0.op": "Invert",
+                                    "sp1.step0.p": 0.3}))
+    assert c.digest() != a.digest()  # a step that runs keeps its op
 
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -246,7 +246,9 @@ class SearchSpace:
             subs.append(tuple(steps))
         return subs
 
-    def sample(self, suggest: Suggest, num_classes: int = 0) -> Policy:
+    def sample(self, suggest: Suggest, num_classes: int = 0, canonical: bool = True) -> Policy:
+        """The policy that `suggest`'s answers pick, in `Policy.canonical` spelling (so that
+        answers that differ only where pixels do not are one policy to the search)."""
         groups = ()
         if self.per_class:
             if num_classes < 1:
@@ -271,6 +273,7 @@ class SearchSpace:
         dropped = {st for st in self.optional_stages if not suggest.categorical(f"stage.{st}", [True, False])}
         order = [self._stage(st, suggest) for st in order if st not in dropped]
         policy = Policy(tuple(subs), (), self.ranges, class_policies=groups).with_stages(order)
+        policy = policy.canonical() if canonical else policy
         return policy if self.schedule is None else self.schedule.sample(policy, suggest)
 
     def random_policy(self, seed: int, num_classes: int = 0) -> Policy:
@@ -278,7 +281,8 @@ class SearchSpace:
         what a search has to beat. The same seed gives the same policy; ``meta`` records the
         seed and the space. ``num_classes``: a per-class space's number of classes.
         """
-        policy = self.sample(RandomSuggest(seed), num_classes)
+        # as drawn, not canonical: the recorded controls' digests name their rows in docs/*.csv
+        policy = self.sample(RandomSuggest(seed), num_classes, canonical=False)
         return dataclasses.replace(policy, meta={"random_seed": seed, "search_space": self.name,
                                                  "search_space_hash": self.digest()})
 
