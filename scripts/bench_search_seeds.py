@@ -74,8 +74,9 @@ def code_version() -> str:
 def study_sets(seed: int, runs_dir: Path, name: str, overrides: list[str] = ()) -> list[str]:
     """The user's --set overrides, then those that give search seed `seed` its own journal and
     MLflow store."""
-    return [a for item in overrides for a in ("--set", item)] + ["--set", f"seed={seed}", "--set", f"storage=journal:{runs_dir / f'{name}_s{seed}.journal'}",
-            "--set", f"tracking_uri=sqlite:///{runs_dir / f'{name}_s{seed}.db'}"]
+    own = [f"seed={seed}", f"storage=journal:{runs_dir / f'{name}_s{seed}.journal'}",
+           f"tracking_uri=sqlite:///{runs_dir / f'{name}_s{seed}.db'}"]
+    return [a for item in [*overrides, *own] for a in ("--set", item)]
 
 
 def search_one(experiment: str, seed: int, runs_dir: Path, name: str, overrides: list[str]) -> dict:
@@ -89,8 +90,8 @@ def search_one(experiment: str, seed: int, runs_dir: Path, name: str, overrides:
     policy = Policy.from_json(out.read_text())
     return {"search_seed": seed, "policy_hash": policy.digest(), "policy": policy.summary(),
             "search_cpu_s": f"{cpu:.0f}", "search_wall_s": f"{wall:.0f}", "code": code_version(),
-            "machine": MACHINE,
-            "note": "; ".join([*(f"--set {o}" for o in overrides), *(["resumed: CPU of the last segment only"] if resumed else [])]),
+            "machine": MACHINE, "note": "; ".join([*(f"--set {o}" for o in overrides),
+                                                   *(["resumed: CPU of the last segment only"] if resumed else [])]),
             "finished_at": dt.datetime.now().isoformat(timespec="seconds")}
 
 
