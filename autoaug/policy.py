@@ -279,11 +279,16 @@ class Policy:
                 return Step("Identity", 0.0, 0.0)
             return s if opspec.OPS[s.op].has_level else Step(s.op, s.p, 0.0)
 
-        def subs(sub_policies) -> tuple:
-            return tuple(tuple(step(s) for s in sp) for sp in sub_policies)
-
         if self.schedule is not None:  # keyframes interpolate step by step: their spelling must stay
             return self
+        return self.map_steps(step)
+
+    def map_steps(self, fn) -> "Policy":
+        """This schedule-free policy with `fn(step)` in place of every sub-policy step (the class
+        groups' too); stages, name and meta kept."""
+        def subs(sub_policies) -> tuple:
+            return tuple(tuple(fn(s) for s in sp) for sp in sub_policies)
+
         groups = tuple(ClassPolicy(g.classes, subs(g.sub_policies)) for g in self.class_policies)
         return Policy(subs(self.sub_policies), self.stages, self.ranges, self.name, dict(self.meta),
                       class_policies=groups)

@@ -112,16 +112,11 @@ class Ramp:
                      if self.scale != "probabilities" else s.level)
             return Step(s.op, p, level)
 
-        def subs(sub_policies) -> tuple:
-            if POLICY_STAGE not in self.ramped:
-                return sub_policies
-            return tuple(tuple(step(s) for s in sp) for sp in sub_policies)
-
         names = {STAGES[name].op: name for name in STAGES}
         stages = tuple(step(s) if isinstance(s, Step) and names.get(s.op) in self.ramped else s
                        for s in policy.stages)
-        groups = tuple(ClassPolicy(g.classes, subs(g.sub_policies)) for g in policy.class_policies)
-        return Policy(subs(policy.sub_policies), stages, policy.ranges, class_policies=groups)
+        steps = policy.map_steps(step) if POLICY_STAGE in self.ramped else policy
+        return Policy(steps.sub_policies, stages, policy.ranges, class_policies=steps.class_policies)
 
     def sample(self, policy: Policy, suggest: "Suggest") -> Policy:
         """`policy` (at strength 1) ramped: a linear Schedule with the searched start, end and shape."""
