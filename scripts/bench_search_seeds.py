@@ -38,7 +38,7 @@ from pathlib import Path
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
-from autoaug.config import ConfigError, load_experiment  # noqa: E402
+from autoaug.config import ConfigError, Experiment, load_experiment  # noqa: E402
 from autoaug.evaluate import parse_seeds, read_rows, setting_key  # noqa: E402
 from autoaug.policy import Policy  # noqa: E402
 from autoaug.stats import mean_interval, paired_gap  # noqa: E402
@@ -114,9 +114,7 @@ def append_row(path: str, row: dict) -> None:
         w.writerow(row)
 
 
-def report(experiment: str, overrides: list[str], csv_path: str, costs_path: str, eval_seeds: list[int],
-           target: float) -> str:
-    exp = load_experiment(experiment, overrides)
+def report(exp: Experiment, csv_path: str, costs_path: str, eval_seeds: list[int], target: float) -> str:
     setting = setting_key(exp)
     runs = [r for r in read_rows(csv_path) if r["setting"] == setting and int(r["seed"]) in eval_seeds]
     by_hash: dict[str, dict[int, float]] = {}
@@ -185,9 +183,8 @@ def main(argv=None) -> int:
                     evaluate_one(args.experiment, study_sets(seed, runs_dir, exp.name, args.set), eval_seeds,
                                  args.workers, args.csv)
                     if seed != seeds[-1]:  # progress; the last seed's table is printed below
-                        print(report(args.experiment, args.set, args.csv, args.costs, eval_seeds, args.target),
-                              flush=True)
-        print(report(args.experiment, args.set, args.csv, args.costs, eval_seeds, args.target))
+                        print(report(exp, args.csv, args.costs, eval_seeds, args.target), flush=True)
+        print(report(exp, args.csv, args.costs, eval_seeds, args.target))
     except ConfigError as e:
         print(f"bench_search_seeds: {e}", file=sys.stderr)
         return 2

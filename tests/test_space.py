@@ -82,7 +82,7 @@ def test_per_class_space_samples_one_group_per_class():
 def test_spellings_of_one_augmentation_sample_as_one_policy():
     """A step that never runs (p=0) and the level of an op without magnitude do not change the
     pixels: the sampled policies are the same policy (one digest, one training)."""
-    space = space_from_dict({**BASE, "ops": ["Rotate", "Invert"]})
+    space = space_from_dict(BASE)  # ops Rotate and Invert
     a = space.sample(FirstChoice(**{"sp0.step0.op": "Rotate", "sp1.step0.op": "Invert", "sp1.step0.p": 0.3}))
     b = space.sample(FirstChoice(**{"sp0.step0.op": "Invert", "sp1.step0.op": "Invert", "sp1.step0.p": 0.3,
                                     "sp1.step0.level": 7}))
